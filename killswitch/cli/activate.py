@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from ..services import KillSwitchError, activate
+from ._common import cli_actor, emit_json
+
+NAME = "activate"
+HELP = "Activate the kill switch (default level halt, global scope)."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--level", choices=["pause", "halt", "kill"], default=None,
+                        help="pause: no new signals; halt: no orders, cancel working orders; "
+                             "kill: also close positions and stop processes (default: halt)")
+    parser.add_argument("--scope", default="global", help="global, account:ID, strategy:NAME or symbol:SYM")
+    parser.add_argument("--reason", required=True, help="why (required, kept in the audit trail)")
+    parser.add_argument("--user", help="act as this Django user (checks its role)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(options, out, err) -> int:
+    try:
+        result = activate(scope=options["scope"], level=options["level"], reason=options["reason"],
+                          actor=cli_actor(options.get("user")), source="cli")
+    except KillSwitchError as error:
+        err.write(error.message + "\n")
+        return 1
+    if options.get("json"):
+        emit_json(out, {"status": "kill_switch_activated" if result.changed else "already_active",
+                        "scope": result.scope, "level": result.level, "version": result.version,
+                        "activated_at": result.at, "cooldown_until": result.cooldown_until})
+    else:
+        out.write(result.message + "\n")
+    return 0

@@ -1,0 +1,94 @@
+"""Small, loud readers for the environment (in the style of healthchecks' envbool/envint).
+
+Every reader names the variable in the error it raises, so a bad deployment
+fails at start-up with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def envstr(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or the content of the file named by NAME_FILE, or default.
+
+    Secrets may come from a file (Docker/Kubernetes secrets) so they never sit in
+    the process environment.
+    """
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc}") from exc
+    return default
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = envstr(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; expected true or false")
+
+
+def envint(name: str, default: int) -> int:
+    value = envstr(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    value = envstr(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def redis_url_from_env() -> str:
+    """REDIS_URL, or one built from the seed's REDIS_HOST/REDIS_PORT/REDIS_PASSWORD.
+
+    REDIS_PASSWORD is honoured in both cases: when REDIS_URL carries no password,
+    the password is added to it, so every Redis user of the project authenticates.
+    """
+    password = envstr("REDIS_PASSWORD") or ""
+    url = envstr("REDIS_URL")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ImproperlyConfigured(
+                f"REDIS_URL={url!r} has scheme {parts.scheme!r}; expected redis://, rediss:// or unix://"
+            )
+        if password and parts.password is None and parts.scheme != "unix":
+            netloc = f":{quote(password, safe='')}@{parts.hostname}"
+            if parts.port:
+                netloc += f":{parts.port}"
+            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return url
+    host = envstr("REDIS_HOST", "localhost") or "localhost"
+    port = envint("REDIS_PORT", 6379)
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """The same server with another logical database (Celery keeps its queues apart)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))

@@ -1,0 +1,177 @@
+"""Settings for the kill switch service.
+
+Everything that differs between machines comes from the environment (or a
+`.env` file beside manage.py, as in the seed); policy comes from
+`config/risk_limits.yaml`, validated when the app starts (killswitch.policy).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+from .env import envbool, envint, envlist, envstr, redis_url_from_env, with_redis_db
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# The seed loads a .env file; the real environment still wins over it.
+load_dotenv(BASE_DIR / ".env", override=False)
+
+TESTING = "pytest" in sys.modules or envbool("KILLSWITCH_TESTING", False)
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY")
+if not SECRET_KEY:
+    # No key configured: generate one on first start and keep it in var/ (mode 0600),
+    # so a fresh clone runs with a random key that survives restarts. Production sets
+    # SECRET_KEY or SECRET_KEY_FILE.
+    _key_file = BASE_DIR / "var" / "secret_key"
+    try:
+        _key_file.parent.mkdir(exist_ok=True)
+        if not _key_file.exists():
+            _key_file.touch(mode=0o600)
+            _key_file.write_text(secrets.token_urlsafe(50))
+        SECRET_KEY = _key_file.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and {_key_file} cannot be written: {exc}") from exc
+
+PORT = envint("PORT", 8000)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist(
+    "CSRF_TRUSTED_ORIGINS", [f"http://localhost:{PORT}", f"http://127.0.0.1:{PORT}"]
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "killswitch",
+    "brokers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "riskcontrol.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "riskcontrol.asgi.application"
+
+# --- Database: the source of truth -----------------------------------------------------
+DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+except Exception as exc:  # dj_database_url raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} cannot be parsed: {exc}") from exc
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front: no lock-upgrade deadlocks
+    # when two transitions race; the timeout makes the loser wait instead of failing.
+    _db["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    # Channels live-server and threaded tests need a file-backed test database;
+    # the pid keeps parallel test runs on one machine apart.
+    _db["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
+elif _db["ENGINE"] not in ("django.db.backends.postgresql",):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={DATABASE_URL!r} names an unsupported database; expected sqlite:// or postgres://"
+    )
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: the distribution layer -----------------------------------------------------
+REDIS_URL = redis_url_from_env()
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or with_redis_db(REDIS_URL, 1)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [with_redis_db(REDIS_URL, 2)]},
+    }
+}
+
+# --- Policy ------------------------------------------------------------------------------
+RISK_LIMITS_PATH = Path(envstr("RISK_LIMITS_PATH") or BASE_DIR / "config" / "risk_limits.yaml")
+# PAPER_ONLY refuses any broker other than the paper broker.
+PAPER_ONLY = envbool("PAPER_ONLY", True)
+
+# --- Auth, API -------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "admin:login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kill switch API",
+    "DESCRIPTION": "Stop automated trading at once, in tiers, with an audit trail.",
+    "VERSION": "1.0.0",
+}
+
+# --- Locale, static --------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Logging: structured lines (seed checklist: timestamps, original and new state) ------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "structured": {"()": "killswitch.logging.StructuredFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
+    },
+    "loggers": {
+        "killswitch": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+        "brokers": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,107 @@
+"""Shared fixtures: the personas (viewer, trader, risk officer, superuser), real Redis,
+a live reconciler, policy overrides and the service clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group
+
+from killswitch import clock, policy
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; return its value or fail after `timeout`.
+
+    A bound on waiting, not a speed assertion: speed is measured in bench/.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis the service publishes to, emptied (db 0 only) before the test."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock() -> Iterator[None]:
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture
+def set_policy(monkeypatch) -> Callable[..., policy.KillSwitchPolicy]:
+    """Override kill_switch policy values for one test: set_policy(cooldown_minutes=0)."""
+
+    def apply(**overrides) -> policy.KillSwitchPolicy:
+        base = policy.get_policy()
+        new = dataclasses.replace(base, kill_switch=dataclasses.replace(base.kill_switch, **overrides))
+        monkeypatch.setattr(policy, "get_policy", lambda: new)
+        return new.kill_switch
+
+    return apply
+
+
+def _user(django_user_model, username: str, group: str | None = None, **extra):
+    user = django_user_model.objects.create_user(username=username, password=f"{username}-pass", **extra)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return _user(django_user_model, "vera_viewer", "viewer")
+
+
+@pytest.fixture
+def trader(django_user_model):
+    return _user(django_user_model, "tom_trader", "trader")
+
+
+@pytest.fixture
+def risk_officer(django_user_model):
+    return _user(django_user_model, "rita_risk", "risk_officer")
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    return django_user_model.objects.create_superuser(username="sam_super", password="sam_super-pass")
+
+
+@pytest.fixture
+def nobody(django_user_model):
+    """An authenticated user in no role."""
+    return _user(django_user_model, "nina_nobody")
+
+
+@pytest.fixture
+def reconciler(transactional_db, redis_client):
+    """A live reconciler thread against the real database and Redis."""
+    from killswitch.reconciler import Reconciler
+
+    stop = threading.Event()
+    worker = Reconciler(interval=0.05, heartbeat_interval=0.2)
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    yield worker
+    stop.set()
+    thread.join(timeout=5)
