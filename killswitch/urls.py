@@ -1,4 +1,8 @@
+"""REST routes under /api/. Each module owns its own urlpatterns."""
+
 from __future__ import annotations
 
-# REST routes live in killswitch/apis.py (added by the API).
-urlpatterns: list = []
+from .apis import urlpatterns as switch_urls
+from .client_apis import urlpatterns as client_urls
+
+urlpatterns = [*switch_urls, *client_urls]

@@ -141,10 +141,14 @@ LOGIN_URL = "admin:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token (hashed at rest) for scripts and desks; session + CSRF for the dashboard.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "killswitch.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # One error shape for every error: {"error": "...", "code": "...", ...}.
+    "EXCEPTION_HANDLER": "killswitch.apis.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kill switch API",

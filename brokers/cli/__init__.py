@@ -1,0 +1,1 @@
+"""`manage.py killswitch` subcommands owned by the brokers app (see killswitch/cli)."""

@@ -1,0 +1,4 @@
+from __future__ import annotations
+
+# Connected trading processes and their acknowledgements (GET /api/risk/clients).
+urlpatterns: list = []
