@@ -245,3 +245,8 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+# Models owned by other parts of the app, kept in their own modules.
+from .client_models import *  # noqa: E402,F401,F403
+from .notification_models import *  # noqa: E402,F401,F403

@@ -1,0 +1,3 @@
+"""Models for notification deliveries (Telegram, apprise URLs)."""
+
+from __future__ import annotations
