@@ -12,7 +12,8 @@ def add_arguments(parser) -> None:
                         help="pause: no new signals; halt: no orders, cancel working orders; "
                              "kill: also close positions and stop processes (default: halt)")
     parser.add_argument("--scope", default="global", help="global, account:ID, strategy:NAME or symbol:SYM")
-    parser.add_argument("--reason", required=True, help="why (required, kept in the audit trail)")
+    # Not required by argparse: the service refuses a missing reason and audits the attempt.
+    parser.add_argument("--reason", default="", help="why (required, kept in the audit trail)")
     parser.add_argument("--user", help="act as this Django user (checks its role)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
+from killswitch.roles import ensure_baseline
+
 SQLITE_UP = [
     """CREATE TRIGGER killswitch_event_no_update BEFORE UPDATE ON killswitch_event
        BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;""",
@@ -30,14 +32,6 @@ POSTGRES_DOWN = [
     "DROP TRIGGER IF EXISTS killswitch_event_no_update ON killswitch_event;",
     "DROP FUNCTION IF EXISTS killswitch_event_append_only();",
 ]
-
-ROLES = {
-    "viewer": ["view_killswitch", "view_scope", "view_event"],
-    "trader": ["view_killswitch", "view_scope", "view_event", "activate_killswitch"],
-    "risk_officer": ["view_killswitch", "view_scope", "view_event", "activate_killswitch",
-                     "deactivate_killswitch"],
-}
-
 
 def triggers_up(apps, schema_editor):
     vendor = schema_editor.connection.vendor
@@ -58,14 +52,7 @@ def seed(apps, schema_editor):
     create_permissions(app_config, apps=apps, verbosity=0)
     app_config.models_module = None
 
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, codenames in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="killswitch",
-                                                         codename__in=codenames))
-    apps.get_model("killswitch", "Scope").objects.get_or_create(kind="global", key="")
-    apps.get_model("killswitch", "AuditHead").objects.get_or_create(pk=1)
+    ensure_baseline(apps)
 
 
 class Migration(migrations.Migration):

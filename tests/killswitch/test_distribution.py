@@ -1,0 +1,67 @@
+"""What trading processes read from Redis after each transition (real Redis)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from killswitch import distribution as D
+from killswitch import services
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_activation_publishes_seed_key_state_hash_log_and_message(redis_client, risk_officer):
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(D.CHANNEL)
+    wait_for(lambda: pubsub.get_message(timeout=0.1))  # subscribe confirmation
+
+    services.activate(scope="global", level="halt", reason="Market crash", actor=risk_officer, source="api")
+
+    assert redis_client.get("trading_switch") == "halt"
+    state = redis_client.hgetall(D.KEY_STATE)
+    assert state["global"] == "halt" and int(state["version"]) == 1
+    entry = json.loads(redis_client.lindex("risk:kill_switch:log", 0))
+    assert (entry["action"], entry["reason"]) == ("activate", "Market crash")
+    assert entry["timestamp"].endswith("Z") and len(entry["timestamp"]) == 20
+    message = wait_for(lambda: pubsub.get_message(timeout=0.2))
+    payload = json.loads(message["data"])
+    assert payload["type"] == "state" and payload["version"] == 1
+    assert payload["levels"]["global"] == "halt"
+    assert payload["event"]["action"] == "activate"
+
+
+def test_every_scope_and_the_version_come_back_in_one_hgetall(redis_client, trader):
+    services.activate(scope="account:DU123", level="pause", reason="r", actor=trader, source="cli")
+    services.activate(scope="symbol:aapl", level="kill", reason="r", actor=trader, source="cli")
+    state = redis_client.hgetall(D.KEY_STATE)
+    assert {k: v for k, v in state.items() if k != "updated_at"} == {
+        "version": "2", "global": "running", "account:DU123": "pause", "symbol:AAPL": "kill",
+    }
+    detail = json.loads(redis_client.hget(D.KEY_SCOPES, "symbol:AAPL"))
+    assert detail["level"] == "kill" and detail["reason"] == "r" and detail["actor"] == "tom_trader"
+    assert redis_client.get("trading_switch") == "running"
+
+
+def test_refusals_reach_the_log_but_do_not_change_the_state(redis_client, viewer):
+    with pytest.raises(services.PermissionRefused):
+        services.activate(scope="global", level="halt", reason="x", actor=viewer, source="api")
+    entry = json.loads(redis_client.lindex("risk:kill_switch:log", 0))
+    assert (entry["action"], entry["outcome"], entry["actor"]) == ("refused", "refused", "vera_viewer")
+    assert redis_client.get("trading_switch") is None  # nothing was published as state
+
+
+def test_log_is_bounded(redis_client, trader, set_policy):
+    set_policy(log_max_entries=3, cooldown_minutes=0)
+    for i in range(5):
+        services.activate(scope=f"symbol:S{i}", level="halt", reason="r", actor=trader, source="cli")
+    assert redis_client.llen("risk:kill_switch:log") == 3
+
+
+def test_an_older_publish_never_overwrites_a_newer_state(redis_client, trader):
+    services.activate(scope="global", level="kill", reason="r", actor=trader, source="cli")
+    stale = D.Snapshot(version=0, levels={"global": "running"})
+    assert D.publish_state(stale) is False
+    assert redis_client.get("trading_switch") == "kill"

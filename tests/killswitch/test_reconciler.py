@@ -1,0 +1,137 @@
+"""The reconciler against live Redis: heals losses, audits out-of-band writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from killswitch import clock, services
+from killswitch.models import Event, Scope
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _events(**filters):
+    return list(Event.objects.filter(**filters).order_by("seq"))
+
+
+def test_flushall_is_healed_and_recorded(reconciler, redis_client, trader):
+    services.activate(scope="global", level="halt", reason="Market crash", actor=trader, source="api")
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    redis_client.flushall()
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=2)
+    assert redis_client.hget("killswitch:state", "global") == "halt"
+    restored = wait_for(lambda: _events(action="restored", version=1))
+    assert "lost the kill switch state; republished version 1 (global halt)" in restored[0].detail
+    # the log is rebuilt from the database, newest first
+    entries = [json.loads(e) for e in redis_client.lrange("risk:kill_switch:log", 0, -1)]
+    seqs = [e["seq"] for e in entries]
+    assert seqs == sorted(seqs, reverse=True) and len(entries) == Event.objects.count()
+    assert "activate" in [e["action"] for e in entries]
+    assert Scope.objects.get(kind="global").level == "halt"  # the DB was never touched
+
+
+def test_out_of_band_escalation_is_applied_and_audited_with_source_redis(reconciler, redis_client):
+    wait_for(lambda: redis_client.hget("killswitch:state", "version") is not None)
+    redis_client.set("trading_switch", "kill")
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=2)[0]
+    assert (event.outcome, event.source, event.actor) == ("applied", "redis", "redis-cli")
+    assert (event.previous_level, event.new_level) == ("running", "kill")
+    assert Scope.objects.get(kind="global").level == "kill"
+    wait_for(lambda: redis_client.hget("killswitch:state", "global") == "kill")
+    # it appears in the CLI history too
+    out = subprocess.run([sys.executable, "manage.py", "killswitch", "history", "--source", "redis"],
+                         capture_output=True, text=True, env=_cli_env(), timeout=60)
+    assert "out_of_band" in out.stdout and "running->kill" in out.stdout
+
+
+def test_out_of_band_resume_during_cooldown_is_reverted_as_a_violation(reconciler, redis_client, trader):
+    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    wait_for(lambda: redis_client.get("trading_switch") == "halt")
+    redis_client.set("trading_switch", "running")
+    violation = wait_for(lambda: _events(action="cooldown_violation"), timeout=2)[0]
+    assert (violation.outcome, violation.source) == ("reverted", "redis")
+    assert "Kill switch cooldown active. 60 minutes remaining (cooldown: 60 minutes)." in violation.detail
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=2)
+    assert Scope.objects.get(kind="global").level == "halt"
+
+
+def test_out_of_band_resume_after_cooldown_is_applied(reconciler, redis_client, trader):
+    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    wait_for(lambda: redis_client.get("trading_switch") == "halt")
+    clock.advance(minutes=61)
+    redis_client.set("trading_switch", "running")
+    event = wait_for(lambda: _events(action="out_of_band", outcome="applied"), timeout=2)[0]
+    assert (event.previous_level, event.new_level) == ("halt", "running")
+    assert Scope.objects.get(kind="global").level == "running"
+
+
+@pytest.mark.parametrize("garbage", ["banana", "", "halt; FLUSHALL", "x" * 500])
+def test_a_value_that_is_not_a_level_is_reverted_and_recorded(reconciler, redis_client, garbage):
+    wait_for(lambda: redis_client.get("trading_switch") == "running")
+    redis_client.set("trading_switch", garbage)
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=2)[0]
+    assert event.outcome == "reverted" and "is not a level" in event.detail
+    wait_for(lambda: redis_client.get("trading_switch") == "running", timeout=2)
+
+
+def test_seed_spelling_is_accepted_like_the_seed_reads_it(reconciler, redis_client):
+    wait_for(lambda: redis_client.get("trading_switch") == "running")
+    redis_client.set("trading_switch", " HALT\n")
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=2)[0]
+    assert (event.outcome, event.new_level) == ("applied", "halt")
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=2)
+
+
+def test_heartbeat_carries_version_and_staleness_bound(reconciler, redis_client):
+    beat = json.loads(wait_for(lambda: redis_client.get("killswitch:heartbeat")))
+    assert beat["type"] == "heartbeat" and beat["version"] == 0 and beat["stale_after"] > 0
+
+
+def test_redis_restart_is_healed(transactional_db, trader, settings):
+    """Redis killed and started empty on the same port, under a live reconciler."""
+    import threading
+
+    import redis
+
+    from killswitch.reconciler import Reconciler
+    from riskcontrol.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    settings.REDIS_URL = server.url
+    stop = threading.Event()
+    thread = threading.Thread(target=Reconciler(interval=0.05).run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        services.activate(scope="account:DU1", level="kill", reason="r", actor=trader, source="api")
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        wait_for(lambda: client.hget("killswitch:state", "account:DU1") == "kill")
+        server.stop(kill=True)
+        server.start()
+        wait_for(lambda: client.hget("killswitch:state", "account:DU1") == "kill", timeout=3)
+        assert _events(action="restored")
+    finally:
+        stop.set()
+        thread.join(5)
+        server.cleanup()
+
+
+def _cli_env():
+    import os
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _db_url()
+    env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+def _db_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
