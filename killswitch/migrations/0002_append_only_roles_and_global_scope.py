@@ -36,13 +36,13 @@ POSTGRES_DOWN = [
 def triggers_up(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     for sql in {"sqlite": SQLITE_UP, "postgresql": POSTGRES_UP}.get(vendor, []):
-        schema_editor.execute(sql)
+        schema_editor.execute(sql, None)
 
 
 def triggers_down(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     for sql in {"sqlite": SQLITE_DOWN, "postgresql": POSTGRES_DOWN}.get(vendor, []):
-        schema_editor.execute(sql)
+        schema_editor.execute(sql, None)
 
 
 def seed(apps, schema_editor):
