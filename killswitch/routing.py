@@ -1,4 +1,11 @@
+"""WebSocket routes (served by daphne through riskcontrol/asgi.py)."""
+
 from __future__ import annotations
 
-# WebSocket routes; the Risk page consumer is added by the dashboard.
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .consumers import RiskConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/risk/", RiskConsumer.as_asgi()),
+]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
-django_asgi_app = get_asgi_application()
+# daphne serves no static files itself; the admin and the Risk page's JS/CSS are small
+# and few, so the application serves them (a reverse proxy may take over in production).
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -48,7 +48,7 @@ CSRF_TRUSTED_ORIGINS = envlist(
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "killswitch.apps.RiskAdminConfig",  # django.contrib.admin with the Risk page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
