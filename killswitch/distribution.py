@@ -140,12 +140,13 @@ def publish_event(event, *, state_changed: bool) -> None:
 
     client = get_redis()
     entry = event.as_log_entry()
+    # The state first: it is what trading processes wait for; the log can follow.
+    if state_changed:
+        publish_state(take_snapshot(), event=entry, client=client)
     pipe = client.pipeline(transaction=True)
     pipe.lpush(KEY_LOG, json.dumps(entry))
     pipe.ltrim(KEY_LOG, 0, kill_switch_policy().log_max_entries - 1)
     pipe.execute()
-    if state_changed:
-        publish_state(take_snapshot(), event=entry, client=client)
 
 
 def rebuild_log(client: redis.Redis | None = None) -> int:

@@ -64,6 +64,11 @@ class Reconciler:
                 self._last_heartbeat = now
             except (redis.RedisError, OSError, DatabaseError):
                 return self._done("redis_down")
+        try:  # acknowledgements from trading processes; never allowed to stop the reconciler
+            from .acks import ingest_acknowledgements
+            ingest_acknowledgements()
+        except Exception:
+            logger.warning("acknowledgement ingestion failed", exc_info=True)
         return self._done(outcome)
 
     def _done(self, outcome: str) -> str:
@@ -79,15 +84,19 @@ class Reconciler:
         view = D.read_view()
         redis_version = view.version
         if redis_version is None:
-            if view.trading_switch is not None and view.trading_switch != snap.global_level:
-                # The state was wiped and trading_switch written since: an out-of-band write.
+            found = L.normalize_level(view.trading_switch)
+            if found is not None and L.SEVERITY[found] > L.SEVERITY[snap.global_level]:
+                # The state was wiped and an escalation written since: honour it, audited.
                 services.reconcile_out_of_band(observed=view.trading_switch, expected_version=snap.version)
                 self._republish()
                 D.rebuild_log()
                 return "out_of_band"
+            # Anything else found in an emptied Redis is not a decision to resume: the
+            # seed's own loop writes `running` when it finds the key missing. Restore.
+            seen = "" if view.trading_switch is None else f" (found trading_switch={view.trading_switch[:50]!r})"
             services.record_restored(
                 detail=f"Redis had lost the kill switch state; republished version {snap.version} "
-                       f"(global {snap.global_level})."
+                       f"(global {snap.global_level}){seen}."
             )
             self._republish()
             D.rebuild_log()
@@ -131,11 +140,14 @@ class Reconciler:
         stop = stop or threading.Event()
         logger.info("reconciler started", extra={"interval": self.interval,
                                                   "heartbeat_interval": self.heartbeat_interval})
-        while not stop.is_set():
-            started = time.monotonic()
-            close_old_connections()
-            try:
-                self.run_once()
-            except Exception:  # never die: a dead reconciler silently halts every client
-                logger.exception("reconcile round failed")
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                close_old_connections()
+                try:
+                    self.run_once()
+                except Exception:  # never die: a dead reconciler silently halts every client
+                    logger.exception("reconcile round failed")
+                stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            connection.close()

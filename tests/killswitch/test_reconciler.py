@@ -135,3 +135,20 @@ def _db_url() -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def test_seed_loop_writing_running_into_an_emptied_redis_does_not_lift_a_halt(reconciler, redis_client, trader):
+    """The seed's check_kill_switch() sets `running` when the key is missing; after a flush
+    that must not resume trading, even outside the cooldown."""
+    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    wait_for(lambda: redis_client.get("trading_switch") == "halt")
+    clock.advance(minutes=120)
+    pipe = redis_client.pipeline()
+    pipe.flushall()
+    pipe.set("trading_switch", "running")
+    pipe.execute()
+    restored = wait_for(lambda: _events(action="restored", version=1), timeout=2)
+    assert "found trading_switch='running'" in restored[0].detail
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=2)
+    assert Scope.objects.get(kind="global").level == "halt"
+    assert not _events(action="out_of_band")
