@@ -1,4 +1,7 @@
+"""Broker routes under /api/ (GET /api/risk/runs, /api/risk/runs/<id>)."""
+
 from __future__ import annotations
 
-# Broker runs and their per-order actions (GET /api/risk/runs).
-urlpatterns: list = []
+from .apis import urlpatterns
+
+__all__ = ["urlpatterns"]

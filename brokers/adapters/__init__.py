@@ -1,0 +1,55 @@
+"""Broker adapters: the interface (base), the paper broker, Interactive Brokers.
+
+`adapter_for(account)` is the only way the runs and the sweep obtain an adapter:
+it maps the account to its broker through the `brokers:` configuration and the
+registry below, and refuses every broker but the paper broker when PAPER_ONLY is set.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from ..config import IB, PAPER, brokers_config
+from .base import BrokerAdapter, BrokerError, BrokerScope
+
+# kind -> dotted path of the adapter class
+REGISTRY: dict[str, str] = {
+    PAPER: "brokers.adapters.paper.PaperAdapter",
+    IB: "brokers.adapters.ib.IBAdapter",
+}
+
+RUN, SWEEP = "run", "sweep"
+
+
+def broker_of(account: str) -> str:
+    """The broker kind an account is configured at. Raises BrokerError (not retryable)."""
+    kind = brokers_config().accounts.get(account)
+    if kind is None:
+        raise BrokerError(f"account {account!r} is not configured under brokers: in risk_limits.yaml",
+                          retryable=False)
+    return kind
+
+
+def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
+    """A new adapter for `account`'s broker. `purpose` picks the IB client id (runs and
+    the sweep loop are separate processes and need separate sessions).
+
+    Raises BrokerError(retryable=False) for an unknown account or, in PAPER_ONLY mode,
+    any broker other than the paper broker.
+    """
+    kind = broker_of(account)
+    if kind != PAPER and getattr(settings, "PAPER_ONLY", True):
+        raise BrokerError(f"PAPER_ONLY is set: refusing broker {kind!r} for account {account}",
+                          retryable=False)
+    cls = import_string(REGISTRY[kind])
+    if kind == IB:
+        conn = brokers_config().ib_connection_for(account)
+        # Run sessions are kept open by the worker process between runs; the sweep loop
+        # holds its adapters itself.
+        return cls(conn, client_id=conn.sweep_client_id if purpose == SWEEP else conn.client_id,
+                   persistent=purpose == RUN)
+    return cls()
+
+
+__all__ = ["BrokerAdapter", "BrokerError", "BrokerScope", "REGISTRY", "adapter_for", "broker_of"]

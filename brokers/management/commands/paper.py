@@ -1,0 +1,125 @@
+"""`manage.py paper ...`: drive the paper broker (demos, manual checks).
+
+    paper seed                                   demo accounts, prices, positions, orders
+    paper account DU333333                       open an account
+    paper price AAPL 190.5                       set the last price (fills crossing limits)
+    paper place DU111111 BUY 100 AAPL --limit 189 --strategy momo [--client-id X]
+    paper place DU111111 SELL 10 AAPL --market
+    paper fill 42 [--qty 10] [--price 190]       fill (part of) a working order
+    paper cancel 42
+    paper position DU111111 AAPL -50 --cost 191  overwrite a position
+    paper orders [--account A] [--status working] [--json]
+    paper positions [--account A] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from brokers import selectors, services
+from brokers.adapters import paper
+from brokers.selectors import plain as _n
+
+
+def _order_dict(o) -> dict:
+    o.refresh_from_db()
+    return {"id": o.pk, "account": o.account.code, "client_order_id": o.client_order_id, "strategy": o.strategy,
+            "symbol": o.symbol, "side": o.side, "type": o.order_type, "quantity": _n(o.quantity),
+            "limit_price": None if o.limit_price is None else _n(o.limit_price),
+            "filled": _n(o.filled_quantity), "status": o.status, "reject_reason": o.reject_reason}
+
+
+class Command(BaseCommand):
+    help = "Drive the paper broker: seed, account, price, place, fill, cancel, position, orders, positions."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="sub", required=True, metavar="SUBCOMMAND")
+        sub.add_parser("seed", help="demo accounts DU111111/DU222222 with positions and working orders")
+        p = sub.add_parser("account", help="open a paper account")
+        p.add_argument("code")
+        p = sub.add_parser("price", help="set the last price of a symbol")
+        p.add_argument("symbol")
+        p.add_argument("price")
+        p = sub.add_parser("place", help="place an order")
+        p.add_argument("account")
+        p.add_argument("side", choices=["BUY", "SELL", "buy", "sell"])
+        p.add_argument("quantity")
+        p.add_argument("symbol")
+        kind = p.add_mutually_exclusive_group(required=True)
+        kind.add_argument("--limit")
+        kind.add_argument("--market", action="store_true")
+        p.add_argument("--strategy", default="")
+        p.add_argument("--client-id", dest="client_id")
+        p = sub.add_parser("fill", help="fill a working order")
+        p.add_argument("order_id", type=int)
+        p.add_argument("--qty")
+        p.add_argument("--price")
+        p = sub.add_parser("cancel", help="cancel an order")
+        p.add_argument("order_id", type=int)
+        p = sub.add_parser("position", help="overwrite a position")
+        p.add_argument("account")
+        p.add_argument("symbol")
+        p.add_argument("quantity")
+        p.add_argument("--cost", default="0")
+        for name in ("orders", "positions"):
+            p = sub.add_parser(name, help=f"list {name}")
+            p.add_argument("--account")
+            p.add_argument("--json", action="store_true")
+            if name == "orders":
+                p.add_argument("--status")
+
+    def handle(self, *args, **o) -> None:
+        try:
+            getattr(self, f"do_{o['sub']}")(o)
+        except paper.PaperError as exc:
+            raise CommandError(str(exc)) from None
+
+    def do_seed(self, o) -> None:
+        counts = services.seed_demo_data()
+        self.stdout.write(f"paper demo data: {counts['accounts']} accounts, {counts['positions']} positions, "
+                          f"{counts['orders']} orders (idempotent)")
+
+    def do_account(self, o) -> None:
+        self.stdout.write(f"account {paper.ensure_account(o['code']).code}")
+
+    def do_price(self, o) -> None:
+        filled = paper.set_price(o["symbol"], o["price"])
+        self.stdout.write(f"{o['symbol'].upper()} = {o['price']}" + (f"; filled {[x.pk for x in filled]}" if filled else ""))
+
+    def do_place(self, o) -> None:
+        order = paper.place_order(account=o["account"], symbol=o["symbol"], side=o["side"], quantity=o["quantity"],
+                                  order_type="MKT" if o["market"] else "LMT", limit_price=o["limit"],
+                                  strategy=o["strategy"], client_order_id=o["client_id"])
+        self.stdout.write(json.dumps(_order_dict(order)))
+
+    def do_fill(self, o) -> None:
+        self.stdout.write(json.dumps(_order_dict(paper.fill(o["order_id"], o["qty"], o["price"]))))
+
+    def do_cancel(self, o) -> None:
+        outcome, order = paper.cancel(o["order_id"])
+        self.stdout.write(f"{outcome}: " + json.dumps(_order_dict(order)))
+
+    def do_position(self, o) -> None:
+        p = paper.set_position(account=o["account"], symbol=o["symbol"], quantity=o["quantity"], avg_cost=o["cost"])
+        self.stdout.write(f"{p.account.code} {p.symbol} {_n(p.quantity)} @ {_n(p.avg_cost)}")
+
+    def do_orders(self, o) -> None:
+        rows = [_order_dict(x) for x in selectors.paper_orders(account=o.get("account"), status=o.get("status"))]
+        if o["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            self.stdout.write(f"{r['id']:>6} {r['account']:<10} {r['side']:<4} {r['quantity']:>8} {r['symbol']:<6} "
+                              f"{r['type']} {r['limit_price'] or '':>10} filled={r['filled']:<6} {r['status']:<16} "
+                              f"{r['strategy']} {r['reject_reason']}")
+
+    def do_positions(self, o) -> None:
+        rows = [{"account": p.account.code, "symbol": p.symbol, "quantity": _n(p.quantity),
+                 "avg_cost": _n(p.avg_cost)} for p in selectors.paper_positions(account=o.get("account"))]
+        if o["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            self.stdout.write(f"{r['account']:<10} {r['symbol']:<6} {r['quantity']:>10} @ {r['avg_cost']}")
