@@ -280,7 +280,8 @@ def _check_reason(reason: str | None, *, required: bool) -> str:
 
 def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reason: str,
                 action: str, client_address: str | None,
-                revert_on_cooldown: bool = False) -> TransitionResult:
+                revert_on_cooldown: bool = False,
+                cooldown_minutes: float | None = None) -> TransitionResult:
     """Move one scope to `target` under its row lock, applying the cooldown rule.
 
     Escalation: always allowed; restarts the scope's cooldown.
@@ -335,9 +336,12 @@ def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reas
             row.since = now
             row.version = head.state_version
             if escalation:
-                row.cooldown_until = now + timedelta(minutes=policy.cooldown_minutes)
+                minutes = policy.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
+                row.cooldown_until = now + timedelta(minutes=minutes)
             row.save()
             message = f"{ref} is now {target} (was {current})"
+            if escalation and cooldown_minutes is not None:
+                message += f"; drill cooldown {cooldown_minutes:g} minutes"
             event = _append_event(head, changed=True, outcome=Outcome.APPLIED, previous_level=current,
                                   new_level=target, version=head.state_version, detail=message,
                                   **common)
@@ -353,8 +357,12 @@ def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reas
 
 
 def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, actor: Any,
-             source: str, client_address: str | None = None) -> TransitionResult:
+             source: str, client_address: str | None = None,
+             drill_cooldown_minutes: float | None = None) -> TransitionResult:
     """Raise `scope` to `level` (default: the policy's default_level, `halt`).
+
+    `drill_cooldown_minutes` shortens this activation's cooldown for a kill-switch drill
+    (`killswitch drill`); it may only shorten, never lengthen, and the event says so.
 
     Raises InvalidRequest (bad scope/level/reason), PermissionRefused, CooldownActive
     (when `level` is below the current level inside the cooldown). Each refusal is audited.
@@ -372,12 +380,18 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
         reason = _check_reason(reason if isinstance(reason, str) else None, required=True)
         if not actor.may("activate"):
             raise PermissionRefused(f"{actor.name} may not activate the kill switch; the trader role is required.")
+        if drill_cooldown_minutes is not None and not (
+                0 <= drill_cooldown_minutes <= kill_switch_policy().cooldown_minutes):
+            raise InvalidRequest(
+                f"Drill cooldown {drill_cooldown_minutes!r} minutes is invalid; expected 0 to the "
+                f"policy's {kill_switch_policy().cooldown_minutes:g} minutes.", field="cooldown")
     except KillSwitchError as error:
         raise _refuse(error, attempted="activate", scope=locals().get("ref", scope), actor=actor,
                       source=source, reason=str(reason or ""), requested_level=requested,
                       client_address=client_address) from None
     return _transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
-                       action=Action.ACTIVATE, client_address=client_address)
+                       action=Action.ACTIVATE, client_address=client_address,
+                       cooldown_minutes=drill_cooldown_minutes)
 
 
 def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reason: str = "",

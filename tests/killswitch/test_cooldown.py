@@ -66,3 +66,18 @@ def test_last_minute_reads_one_minute(trader, risk_officer, set_policy):
 def test_deactivating_a_running_scope_is_a_noop(risk_officer):
     result = services.deactivate(scope="global", actor=risk_officer, source="api")
     assert not result.changed and result.message == "global is already at running"
+
+
+def test_a_drill_may_shorten_the_cooldown_and_says_so(trader, risk_officer):
+    result = services.activate(scope="account:DRILL", level="kill", reason="annual drill", actor=trader,
+                               source="cli", drill_cooldown_minutes=0.5)
+    assert "drill cooldown 0.5 minutes" in result.event.detail
+    clock.advance(seconds=31)
+    assert services.deactivate(scope="account:DRILL", actor=risk_officer, source="cli").changed
+
+
+def test_a_drill_cannot_lengthen_the_cooldown(trader):
+    with pytest.raises(services.InvalidRequest, match="expected 0 to the policy's 60 minutes"):
+        services.activate(scope="global", level="halt", reason="x", actor=trader, source="cli",
+                          drill_cooldown_minutes=600)
+    assert Scope.objects.get(kind="global").level == "running"
