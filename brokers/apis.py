@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.urls import path
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from killswitch.apis import READ_ERRORS
 from killswitch.permissions import CanViewKillSwitch
+from killswitch.serializers import ErrorSerializer
 
 from . import selectors
 from .models import ActionKind, ActionOutcome, RunKind, RunState
@@ -81,12 +83,12 @@ class RunListApi(APIView):
         before = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=selectors.MAX_PAGE, default=50)
 
-    class OutputSerializer(serializers.Serializer):
+    class RunPageSerializer(serializers.Serializer):
         runs = RunSerializer(many=True)
         next_before = serializers.IntegerField(allow_null=True)
 
     @extend_schema(operation_id="broker_runs", summary="Broker runs, newest first, with their actions",
-                   parameters=[FilterSerializer], responses={200: OutputSerializer})
+                   parameters=[FilterSerializer], responses={200: RunPageSerializer, **READ_ERRORS})
     def get(self, request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -94,7 +96,7 @@ class RunListApi(APIView):
         runs = selectors.runs(limit=f["limit"], before_id=f.get("before"), account=f.get("account"),
                               state=f.get("state"))
         next_before = runs[-1].pk if len(runs) == f["limit"] else None
-        return Response(self.OutputSerializer(
+        return Response(self.RunPageSerializer(
             {"runs": [selectors.run_as_dict(r) for r in runs], "next_before": next_before}).data)
 
 
@@ -103,7 +105,8 @@ class RunDetailApi(APIView):
     renderer_classes = [JSONRenderer]
 
     @extend_schema(operation_id="broker_run", summary="One broker run with its actions",
-                   responses={200: RunSerializer})
+                   responses={200: RunSerializer, **READ_ERRORS,
+                              404: OpenApiResponse(ErrorSerializer, description="No run with that id.")})
     def get(self, request, run_id: int) -> Response:
         run = selectors.run(run_id)
         if run is None:

@@ -41,6 +41,9 @@ KEY_SCOPES = "killswitch:scopes"
 KEY_HEARTBEAT = "killswitch:heartbeat"
 KEY_LOG = "risk:kill_switch:log"
 CHANNEL = "killswitch:updates"
+# Requests applied to Redis while the database was down, written to the audit log by
+# the reconciler once it is back (services.apply_pending).
+KEY_PENDING = "killswitch:pending"
 
 # Writes the whole state atomically, unless Redis already holds a newer version
 # (two publishers after two commits can run in either order; the newer one wins).
@@ -66,6 +69,36 @@ for scope, detail in pairs(details) do
 end
 redis.call('PUBLISH', KEYS[4], ARGV[5])
 return 1
+"""
+
+# Raises one scope in Redis without the database (escalation only, never lowers), queues
+# the request for the audit log and announces the levels at the current version.
+# KEYS: trading_switch, state, channel, pending, log; ARGV: scope, level, pending JSON, log JSON
+_EMERGENCY_ESCALATE = """
+local sev = {running=0, pause=1, halt=2, kill=3}
+local current = redis.call('HGET', KEYS[2], ARGV[1]) or 'running'
+local applied = current
+if sev[ARGV[2]] > (sev[current] or -1) then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  applied = ARGV[2]
+end
+if ARGV[1] == 'global' then
+  local switch = redis.call('GET', KEYS[1])
+  if switch == false or sev[ARGV[2]] > (sev[switch] or -1) then
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+end
+redis.call('RPUSH', KEYS[4], ARGV[3])
+redis.call('LPUSH', KEYS[5], ARGV[4])
+local flat = redis.call('HGETALL', KEYS[2])
+local levels = {}
+for i = 1, #flat, 2 do
+  if flat[i] ~= 'version' and flat[i] ~= 'updated_at' then levels[flat[i]] = flat[i + 1] end
+end
+local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+redis.call('PUBLISH', KEYS[3], cjson.encode({type='state', version=version, levels=levels,
+                                             event=cjson.decode(ARGV[4])}))
+return applied
 """
 
 _local = threading.local()
@@ -202,3 +235,16 @@ def read_view(client: redis.Redis | None = None) -> RedisView:
     pipe.exists(KEY_LOG)
     trading_switch, state, log_exists = pipe.execute()
     return RedisView(trading_switch, state or {}, bool(log_exists))
+
+
+def emergency_escalate(scope: str, level: str, pending: dict[str, Any], log_entry: dict[str, Any],
+                       client: redis.Redis | None = None) -> str:
+    """Raise `scope` to `level` in Redis while the database is unavailable; returns the
+    level Redis now holds for the scope. Trading processes obey at once."""
+    client = client or get_redis()
+    return client.eval(_EMERGENCY_ESCALATE, 5, KEY_GLOBAL, KEY_STATE, CHANNEL, KEY_PENDING, KEY_LOG,
+                       scope, level, json.dumps(pending), json.dumps(log_entry))
+
+
+def queue_pending(pending: dict[str, Any], client: redis.Redis | None = None) -> None:
+    (client or get_redis()).rpush(KEY_PENDING, json.dumps(pending))

@@ -172,6 +172,8 @@ class Event(models.Model):
 
     @property
     def scope_label(self) -> str:
+        if not self.scope_kind:  # a refused request whose scope could not be parsed, as typed
+            return self.scope_key
         return str(L.ScopeRef(self.scope_kind, self.scope_key))
 
     def hash_payload(self) -> str:

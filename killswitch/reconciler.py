@@ -50,6 +50,10 @@ class Reconciler:
             connection.close()
             return self._done("db_down")
         try:
+            # Requests kept in Redis while the database was down go into the audit log
+            # first, so their escalations are recorded as theirs, not as out-of-band writes.
+            if services.apply_pending():
+                snap = D.take_snapshot()
             outcome = self._reconcile(snap)
         except (redis.RedisError, OSError):
             logger.error("redis unreachable; will republish when it is back", exc_info=True)

@@ -14,14 +14,17 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import redis
+from django.db import DatabaseError, IntegrityError, transaction
 
 from . import clock
 from . import levels as L
@@ -63,6 +66,13 @@ class PermissionRefused(KillSwitchError):
 
 class ControlDisabled(KillSwitchError):
     code = "disabled"
+
+
+class DatabaseUnavailable(KillSwitchError):
+    """The database (the source of truth) cannot be reached and the request could not be
+    carried out without it. Nothing was changed."""
+
+    code = "database_unavailable"
 
 
 class CooldownActive(KillSwitchError):
@@ -133,14 +143,18 @@ class TransitionResult:
     changed: bool
     previous_level: str
     level: str
-    event: Event
+    event: Event | None  # None only when pending_audit
     cooldown_until: datetime | None
     version: int
     message: str
+    # True when the database was down: the level is in Redis (every client obeys) and the
+    # audit event will be written by the reconciler when the database is back.
+    pending_audit: bool = False
+    requested_at: datetime | None = None
 
     @property
     def at(self) -> datetime:
-        return self.event.created_at
+        return self.event.created_at if self.event is not None else self.requested_at
 
 
 @dataclass(frozen=True)
@@ -238,16 +252,26 @@ def _refuse(error: KillSwitchError, *, attempted: str, scope: L.ScopeRef | str |
             source: str, reason: str = "", requested_level: str = "",
             client_address: str | None = None) -> KillSwitchError:
     """Record a refused attempt and return the error (with its event) for the caller to raise."""
-    current = ""
-    if isinstance(scope, L.ScopeRef):
-        row = Scope.objects.filter(kind=scope.kind, key=scope.key).first()
-        current = row.level if row else L.RUNNING
-    error.event = _record(
-        action=Action.COOLDOWN_VIOLATION if isinstance(error, CooldownActive) else Action.REFUSED,
-        outcome=Outcome.REFUSED, scope=scope, actor=actor, source=source, reason=reason[:10_000],
-        detail=f"{attempted}: {error.message}", requested_level=requested_level[:16],
-        previous_level=current, new_level=current, client_address=client_address,
-    )
+    try:
+        current = ""
+        if isinstance(scope, L.ScopeRef):
+            row = Scope.objects.filter(kind=scope.kind, key=scope.key).first()
+            current = row.level if row else L.RUNNING
+        error.event = _record(
+            action=Action.COOLDOWN_VIOLATION if isinstance(error, CooldownActive) else Action.REFUSED,
+            outcome=Outcome.REFUSED, scope=scope, actor=actor, source=source, reason=reason[:10_000],
+            detail=f"{attempted}: {error.message}", requested_level=requested_level[:16],
+            previous_level=current, new_level=current, client_address=client_address,
+        )
+    except DatabaseError:
+        # Nothing a user did is lost: the refusal is kept in Redis for the audit log.
+        try:
+            _queue_without_database("refusal", scope=str(scope), level=requested_level, reason=reason,
+                                    actor=actor, source=source, client_address=client_address,
+                                    detail=f"{attempted}: {error.message}")
+        except DatabaseUnavailable:
+            logger.critical("refusal could not be recorded anywhere", extra={
+                "attempted": attempted, "scope": str(scope), "actor": actor.name, "detail": error.message})
     return error
 
 
@@ -356,6 +380,101 @@ def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reas
 # --- Public services ----------------------------------------------------------------------
 
 
+def _queue_without_database(kind: str, *, scope: str, level: str, reason: str, actor: Actor,
+                            source: str, client_address: str | None, detail: str = "",
+                            escalate: bool = False) -> dict[str, Any]:
+    """Keep a request made while the database was down, in Redis, for the audit log.
+
+    With `escalate`, also raise the scope's level in Redis (never lower it). Raises
+    DatabaseUnavailable when Redis cannot be reached either.
+    """
+    from . import distribution
+
+    now = clock.now()
+    pending = {
+        "id": uuid.uuid4().hex, "kind": kind, "scope": scope, "level": level, "reason": reason,
+        "actor": actor.name, "actor_user_id": actor.user_id, "source": source,
+        "client_address": client_address, "detail": detail,
+        "requested_at": now.isoformat(),
+    }
+    try:
+        if escalate:
+            log_entry = {
+                "action": "activate", "reason": reason,
+                "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "outcome": "pending_audit",
+                "scope": scope, "new_level": level, "actor": actor.name, "source": source,
+                "detail": "applied to Redis while the database was unavailable",
+            }
+            distribution.emergency_escalate(scope, level, pending, log_entry)
+        else:
+            distribution.queue_pending(pending)
+    except (redis.RedisError, OSError):
+        raise DatabaseUnavailable(
+            "Neither the kill switch database nor Redis can be reached: nothing was changed. "
+            "Stop trading at the broker by hand (see the README runbook)."
+        ) from None
+    logger.critical("database unavailable: %s kept in Redis for the audit log", kind,
+                    extra={"pending": json.dumps(pending)})
+    return pending
+
+
+def apply_pending() -> int:
+    """Write the requests kept in Redis while the database was down into the audit log.
+
+    Called by the reconciler before it compares Redis with the database. Activations are
+    applied as escalations (never lowering a level the database holds); refusals are
+    recorded. Each item carries an id written into its event, so a crash between the
+    write and the removal from Redis never records an item twice.
+    """
+    from . import distribution
+
+    client = distribution.get_redis()
+    done = 0
+    for raw in client.lrange(distribution.KEY_PENDING, 0, -1):
+        try:
+            item = json.loads(raw)
+            marker = f"[pending {item['id']}]"
+        except (ValueError, KeyError, TypeError):
+            client.lrem(distribution.KEY_PENDING, 1, raw)
+            logger.error("dropped an unreadable pending item", extra={"raw": str(raw)[:500]})
+            continue
+        if not Event.objects.filter(detail__contains=marker).exists():
+            _apply_pending_item(item, marker)
+        client.lrem(distribution.KEY_PENDING, 1, raw)
+        done += 1
+    return done
+
+
+def _apply_pending_item(item: dict[str, Any], marker: str) -> None:
+    actor = Actor(str(item.get("actor") or "unknown")[:150])
+    source = item.get("source") if item.get("source") in Source.values else Source.AUTOMATIC
+    note = (f"{marker} requested at {item.get('requested_at')} while the database was "
+            f"unavailable; recorded on recovery. {item.get('detail') or ''}").strip()
+    try:
+        ref = L.ScopeRef.parse(item.get("scope"))
+    except L.ScopeError:
+        ref = None
+    level = item.get("level") if item.get("level") in L.ACTIVE_LEVELS else None
+    if item.get("kind") == "activate" and ref is not None and level is not None:
+        current = Scope.objects.filter(kind=ref.kind, key=ref.key).values_list("level", flat=True).first()
+        if L.SEVERITY[level] > L.SEVERITY[current or L.RUNNING]:
+            result = _transition(ref=ref, target=level, actor=actor, source=source,
+                                 reason=str(item.get("reason") or ""), action=Action.ACTIVATE,
+                                 client_address=item.get("client_address"))
+            # The transition's own event carries the detail "X is now Y"; the marker
+            # goes on a companion record so the item is never applied twice.
+            _record(action=Action.ACTIVATE, outcome=Outcome.NOOP, scope=ref, actor=actor, source=source,
+                    reason=str(item.get("reason") or ""), detail=f"{note} Applied as event #{result.event.seq}.",
+                    requested_level=level, previous_level=result.level, new_level=result.level,
+                    client_address=item.get("client_address"))
+            return
+    _record(action=Action.ACTIVATE if item.get("kind") == "activate" else Action.REFUSED,
+            outcome=Outcome.NOOP if item.get("kind") == "activate" else Outcome.REFUSED,
+            scope=ref or str(item.get("scope")), actor=actor, source=source,
+            reason=str(item.get("reason") or ""), detail=note, requested_level=str(level or "")[:16],
+            client_address=item.get("client_address"))
+
+
 def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, actor: Any,
              source: str, client_address: str | None = None,
              drill_cooldown_minutes: float | None = None) -> TransitionResult:
@@ -378,7 +497,16 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
                 f"Invalid level {level!r}; expected one of {', '.join(L.ACTIVE_LEVELS)}.", field="level"
             )
         reason = _check_reason(reason if isinstance(reason, str) else None, required=True)
-        if not actor.may("activate"):
+        try:
+            permitted = actor.may("activate")
+        except DatabaseError:
+            raise DatabaseUnavailable(
+                "The kill switch database is unavailable, so your permissions cannot be checked: "
+                "nothing was changed. On the server, `manage.py killswitch activate` or "
+                "`redis-cli SET trading_switch halt` still stop trading at once and are audited "
+                "when the database is back."
+            ) from None
+        if not permitted:
             raise PermissionRefused(f"{actor.name} may not activate the kill switch; the trader role is required.")
         if drill_cooldown_minutes is not None and not (
                 0 <= drill_cooldown_minutes <= kill_switch_policy().cooldown_minutes):
@@ -389,9 +517,23 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
         raise _refuse(error, attempted="activate", scope=locals().get("ref", scope), actor=actor,
                       source=source, reason=str(reason or ""), requested_level=requested,
                       client_address=client_address) from None
-    return _transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
-                       action=Action.ACTIVATE, client_address=client_address,
-                       cooldown_minutes=drill_cooldown_minutes)
+    try:
+        return _transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
+                           action=Action.ACTIVATE, client_address=client_address,
+                           cooldown_minutes=drill_cooldown_minutes)
+    except DatabaseError:
+        if actor.user is not None:  # cannot happen after may() succeeded, but never guess
+            raise DatabaseUnavailable("The kill switch database is unavailable: nothing was changed.") from None
+    # The database went away: trading must still stop. Escalate in Redis, audit later.
+    pending = _queue_without_database("activate", scope=str(ref), level=level, reason=reason,
+                                      actor=actor, source=source, client_address=client_address,
+                                      escalate=True)
+    return TransitionResult(
+        str(ref), True, "", level, None, None, 0,
+        f"{ref} raised to {level} in Redis (every trading process obeys now); the database is "
+        "unavailable, so the audit event will be written when it is back",
+        pending_audit=True, requested_at=datetime.fromisoformat(pending["requested_at"]),
+    )
 
 
 def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reason: str = "",
@@ -413,8 +555,16 @@ def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reaso
         raise _refuse(error, attempted="deactivate", scope=locals().get("ref", scope), actor=actor,
                       source=source, reason=str(reason or ""), requested_level=L.RUNNING,
                       client_address=client_address) from None
-    return _transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
-                       action=Action.DEACTIVATE, client_address=client_address)
+    try:
+        return _transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
+                           action=Action.DEACTIVATE, client_address=client_address)
+    except DatabaseError:
+        error = DatabaseUnavailable(
+            "The kill switch database is unavailable: nothing was changed. Resuming needs the "
+            "database, where the cooldown is kept; try again when it is back."
+        )
+        raise _refuse(error, attempted="deactivate", scope=ref, actor=actor, source=source,
+                      reason=reason, requested_level=L.RUNNING, client_address=client_address) from None
 
 
 def record_refusal(*, attempted: str, scope: Any, actor: Any, source: str, error: KillSwitchError,

@@ -17,10 +17,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from killswitch.routing import websocket_urlpatterns  # noqa: E402
+from killswitch.throttling import ReadsYieldToWrites  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Reads are admitted a few at a time so an activation never queues behind them.
+        "http": ReadsYieldToWrites(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

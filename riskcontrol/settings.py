@@ -154,7 +154,22 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Kill switch API",
     "DESCRIPTION": "Stop automated trading at once, in tiers, with an audit trail.",
     "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {
+        "LevelEnum": "killswitch.levels.LEVELS",
+        "ActiveLevelEnum": "killswitch.levels.ACTIVE_LEVELS",
+    },
 }
+# Failed and unauthenticated attempts are counted per client address (killswitch.throttling)
+# in the default cache: per process unless CACHES names a shared one. A permitted
+# activation is never counted nor throttled.
+KILLSWITCH_FAILED_ATTEMPTS_LIMIT = envint("KILLSWITCH_FAILED_ATTEMPTS_LIMIT", 20)
+KILLSWITCH_FAILED_ATTEMPTS_WINDOW = envint("KILLSWITCH_FAILED_ATTEMPTS_WINDOW", 60)
+KILLSWITCH_MAX_CONCURRENT_READS = envint("KILLSWITCH_MAX_CONCURRENT_READS", 4)
+# Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
+NUM_PROXIES = envint("NUM_PROXIES", 0)
+if TESTING:
+    # Personas are created per test; the real hasher costs ~0.3 s each.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # --- Locale, static --------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -25,10 +25,13 @@ def run(options, out, err) -> int:
     except KillSwitchError as error:
         err.write(error.message + "\n")
         return 1
+    if result.pending_audit:
+        err.write("WARNING: the database is unavailable. " + result.message + "\n")
     if options.get("json"):
         emit_json(out, {"status": "kill_switch_activated" if result.changed else "already_active",
+                        "audit": "pending" if result.pending_audit else "recorded",
                         "scope": result.scope, "level": result.level, "version": result.version,
                         "activated_at": result.at, "cooldown_until": result.cooldown_until})
-    else:
+    elif not result.pending_audit:
         out.write(result.message + "\n")
     return 0

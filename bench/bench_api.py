@@ -1,0 +1,228 @@
+"""REST API: activation latency under read load, and status-read throughput against a
+bare Django view on the same server in the same run.
+
+Everything is private to this run: an embedded redis-server, a temporary SQLite
+database, one real daphne serving bench/api_support.py (the product's URLs plus a
+bare view). Load comes from keep-alive HTTP/1.1 clients on asyncio in this process;
+activations come from a separate process so the load generator's own work does not
+delay them.
+
+1. throughput: C clients GET the bare view for T s, then GET /api/risk/kill-switch
+   (token authenticated, viewer role) for T s; ratio status/bare. Goal >= 0.5x.
+2. latency: while C clients read the status, another process POSTs an activation
+   (a fresh scope each time, so each one is a real transition: row lock, audit event,
+   commit, Redis publish) every 100 ms. p50/p99. Goal p99 <= 50 ms.
+
+Usage: .venv/bin/python bench/bench_api.py [--clients 200] [--seconds 8] [--activations 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def _client(port: int, path: str, headers: str, running, counts: list[int],
+                  errors: list[str]) -> None:
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n").encode()
+    reader = writer = None
+    while running():
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status_line = await reader.readline()
+            length = 0
+            close = False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection" and "close" in value.lower():
+                    close = True
+            await reader.readexactly(length)
+            if b" 200 " not in status_line:
+                errors.append(status_line.decode().strip())
+            else:
+                counts[0] += 1
+            if close:
+                writer.close()
+                writer = None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors.append(repr(exc))
+            writer = None
+            await asyncio.sleep(0.01)
+    if writer is not None:
+        writer.close()
+
+
+async def _load(port: int, path: str, token: str | None, clients: int, seconds: float) -> tuple[float, int]:
+    headers = f"Authorization: Token {token}\r\n" if token else ""
+    counts, errors = [0], []
+    stop_at = time.monotonic() + seconds
+    started = time.monotonic()
+    await asyncio.gather(*(_client(port, path, headers, lambda: time.monotonic() < stop_at, counts, errors)
+                           for _ in range(clients)))
+    elapsed = time.monotonic() - started
+    if errors:
+        print(f"  {len(errors)} errors on {path}, e.g. {errors[:3]}")
+    return counts[0] / elapsed, len(errors)
+
+
+def _activator(port: int, token: str, n: int, interval: float, start_after: float, out,
+               tag: str = "LOAD") -> None:
+    """Runs in its own process: n activations, one every `interval` seconds."""
+    time.sleep(start_after)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    latencies, failures = [], []
+    for i in range(n):
+        body = json.dumps({"action": "activate", "reason": f"bench {i}", "scope": f"symbol:{tag}{i}"})
+        started = time.perf_counter()
+        conn.request("POST", "/api/risk/kill-switch", body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status != 200 or json.loads(payload).get("changed") is not True:
+            failures.append(f"{response.status} {payload[:200]!r}")
+        time.sleep(max(0.0, interval - latencies[-1] / 1000))
+    out.put((latencies, failures))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per throughput phase")
+    parser.add_argument("--activations", type=int, default=100)
+    args = parser.parse_args()
+
+    from riskcontrol.embedded_redis import EmbeddedRedis, free_port
+
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    redis_server = EmbeddedRedis().start()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "riskcontrol.settings",
+        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+        "REDIS_URL": redis_server.url,
+        "LOG_LEVEL": "WARNING",
+    })
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+
+    from killswitch.authentication import issue_token
+
+    call_command("migrate", verbosity=0)
+    for name, role in (("bench_viewer", "viewer"), ("bench_trader", "trader")):
+        User.objects.create_user(name).groups.add(Group.objects.get(name=role))
+    reader_token = issue_token(username="bench_viewer").key
+    trader_token = issue_token(username="bench_trader").key
+
+    port = free_port()
+    log = open(work / "daphne.log", "wb")
+    daphne = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.api_support:application"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/bench/bare")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or daphne.poll() is not None:
+                    raise RuntimeError(f"daphne did not start; see {work / 'daphne.log'}") from None
+                time.sleep(0.1)
+
+        status_path = "/api/risk/kill-switch"
+        asyncio.run(_load(port, "/bench/bare", None, 20, 1.0))  # warm-up
+        asyncio.run(_load(port, status_path, reader_token, 20, 1.0))
+        bare_rps, bare_err = asyncio.run(_load(port, "/bench/bare", None, args.clients, args.seconds))
+        status_rps, status_err = asyncio.run(_load(port, status_path, reader_token, args.clients, args.seconds))
+
+        queue: multiprocessing.Queue = multiprocessing.Queue()
+        interval = 0.1
+        # Baseline: the same activations with no readers (the cost of the write itself:
+        # SQLite commit, audit chain, Redis publish, signal receivers).
+        _activator(port, trader_token, args.activations // 2, interval, 0.0, queue, "IDLE")
+        idle, idle_failures = queue.get(timeout=60)
+        activator = multiprocessing.Process(
+            target=_activator, args=(port, trader_token, args.activations, interval, 1.0, queue))
+        activator.start()
+        # The readers keep going until the activator is done.
+        loaded_rps = asyncio.run(_load_until(port, status_path, reader_token, args.clients, activator))
+        latencies, failures = queue.get(timeout=60)
+        activator.join(timeout=10)
+    finally:
+        daphne.terminate()
+        try:
+            daphne.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+        log.close()
+        redis_server.cleanup()
+
+    ratio = status_rps / bare_rps if bare_rps else 0.0
+    p50, p99 = statistics.median(latencies), pct(latencies, 99)
+    print(f"clients: {args.clients} keep-alive connections, one daphne process, SQLite, embedded Redis")
+    print(f"bare Django view            {bare_rps:8.1f} req/s  ({bare_err} errors)")
+    print(f"GET /api/risk/kill-switch   {status_rps:8.1f} req/s  ({status_err} errors)")
+    print(f"ratio status/bare: {ratio:.2f}x  (goal >= 0.5x: {'meets' if ratio >= 0.5 else 'MISSES'})")
+    print(f"activation, no readers:     n={len(idle)} p50={statistics.median(idle):.1f} ms  "
+          f"p99={pct(idle, 99):.1f} ms  failures={len(idle_failures)}")
+    print(f"activation under load ({args.clients} readers at {loaded_rps:.0f} req/s): n={len(latencies)} "
+          f"p50={p50:.1f} ms  p99={p99:.1f} ms  max={max(latencies):.1f} ms  failures={len(failures)}")
+    print(f"activation p99 {p99:.1f} ms (goal <= 50 ms: {'meets' if p99 <= 50 else 'MISSES'})")
+    if failures:
+        print("  e.g.", failures[:3])
+    print(f"activation p99 under load / without load: {p99 / max(pct(idle, 99), 0.001):.2f}x")
+    return 0 if ratio >= 0.5 and p99 <= 50 and not failures else 1
+
+
+async def _load_until(port: int, path: str, token: str, clients: int, process) -> float:
+    """Readers run until `process` has exited; returns their req/s."""
+    headers = f"Authorization: Token {token}\r\n"
+    counts, errors = [0], []
+    alive = [True]
+
+    async def watch() -> None:
+        while process.is_alive():
+            await asyncio.sleep(0.05)
+        alive[0] = False
+
+    started = time.monotonic()
+    await asyncio.gather(watch(), *(_client(port, path, headers, lambda: alive[0], counts, errors)
+                                    for _ in range(clients)))
+    if errors:
+        print(f"  {len(errors)} errors on {path} under activation, e.g. {errors[:3]}")
+    return counts[0] / (time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
