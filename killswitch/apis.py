@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user
+from django.db import DatabaseError
 from django.http import Http404
 from django.urls import path
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -70,7 +71,14 @@ STATUS_BY_CODE = {
     services.ControlDisabled.code: 403,
     services.CooldownActive.code: 409,
     RateLimited.code: 429,
+    services.DatabaseUnavailable.code: 503,
 }
+
+DATABASE_DOWN_MESSAGE = (
+    "The kill switch database is unavailable: nothing was changed. On the server, "
+    "`manage.py killswitch activate` or `redis-cli SET trading_switch halt` still stop trading "
+    "at once and are audited when the database is back (README runbook)."
+)
 
 NOT_AUTHENTICATED_MESSAGE = (
     "Authentication required: send 'Authorization: Token <key>' (mint a key with "
@@ -139,6 +147,10 @@ def _error_body(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
         return exc.status_code, {"error": message, "code": code, "field": None}, headers
+    if isinstance(exc, DatabaseError):
+        # Authentication itself needs the database, so nothing can be done here; say what can.
+        logger.critical("database unavailable during an API request", exc_info=exc)
+        return 503, {"error": DATABASE_DOWN_MESSAGE, "code": "database_unavailable", "field": None}, headers
     logger.error("unhandled error in the API", exc_info=exc)
     return 500, {"error": "Internal error; it has been logged.", "code": "server_error", "field": None}, headers
 
@@ -203,13 +215,14 @@ def _error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         406: "Only application/json responses are offered.",
         415: "The body must be JSON (Content-Type: application/json).",
         429: "Too many failed attempts from this address. Never returned to a permitted user.",
+        503: "The database is unavailable (code database_unavailable); nothing was changed.",
     }
     responses = {c: OpenApiResponse(ErrorSerializer, description=described[c]) for c in codes}
     return responses
 
 
-READ_ERRORS = _error_responses(400, 401, 403, 405, 406, 429)
-WRITE_ERRORS = {**_error_responses(400, 401, 403, 405, 406, 415, 429),
+READ_ERRORS = _error_responses(400, 401, 403, 405, 406, 429, 503)
+WRITE_ERRORS = {**_error_responses(400, 401, 403, 405, 406, 415, 429, 503),
                 409: OpenApiResponse(CooldownErrorSerializer, description="Refused by the scope's cooldown.")}
 
 
