@@ -49,7 +49,8 @@ KEY_PENDING = "killswitch:pending"
 # (two publishers after two commits can run in either order; the newer one wins).
 # ARGV: version, global level, levels JSON, details JSON, message JSON, updated_at, force
 _PUBLISH_STATE = """
-local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '-1')
+-- a version that is not a number (written by hand) counts as none
+local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '-1') or -1
 local version = tonumber(ARGV[1])
 if current > version and ARGV[7] ~= '1' then
   return 0
@@ -95,7 +96,7 @@ local levels = {}
 for i = 1, #flat, 2 do
   if flat[i] ~= 'version' and flat[i] ~= 'updated_at' then levels[flat[i]] = flat[i + 1] end
 end
-local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0') or 0
 redis.call('PUBLISH', KEYS[3], cjson.encode({type='state', version=version, levels=levels,
                                              event=cjson.decode(ARGV[4])}))
 return applied
@@ -110,7 +111,7 @@ def get_redis() -> redis.Redis:
     client = getattr(_local, "client", None)
     if client is None or getattr(_local, "url", None) != settings.REDIS_URL:
         client = redis.Redis.from_url(
-            settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2,
+            settings.REDIS_URL, decode_responses=True, encoding_errors="replace", socket_connect_timeout=2,
             socket_timeout=2, health_check_interval=10,
         )
         _local.client, _local.url = client, settings.REDIS_URL

@@ -39,7 +39,9 @@ logger = logging.getLogger("killswitch.client")
 
 def _connect(url: str, *, pubsub: bool) -> aioredis.Redis:
     return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2,
+        # Bytes that are not UTF-8 (garbage written by hand) decode to U+FFFD, which is
+        # no level, so they read as halt instead of crashing the process.
+        url, decode_responses=True, encoding_errors="replace", socket_connect_timeout=2, socket_timeout=2,
         retry=Retry(NoBackoff(), 0), health_check_interval=1 if pubsub else 0,
         client_name="killswitch-client",
     )

@@ -38,7 +38,9 @@ def _connect(url: str, *, pubsub: bool) -> redis.Redis:
     # No silent retries: a broken connection must surface so the client fails closed
     # and reloads the full state after reconnecting (a silent resubscribe loses messages).
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2,
+        # Bytes that are not UTF-8 (garbage written by hand) decode to U+FFFD, which is
+        # no level, so they read as halt instead of crashing the process.
+        url, decode_responses=True, encoding_errors="replace", socket_connect_timeout=2, socket_timeout=2,
         retry=Retry(NoBackoff(), 0), health_check_interval=1 if pubsub else 0,
         client_name="killswitch-client",
     )

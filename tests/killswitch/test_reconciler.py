@@ -152,3 +152,18 @@ def test_seed_loop_writing_running_into_an_emptied_redis_does_not_lift_a_halt(re
     wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=2)
     assert Scope.objects.get(kind="global").level == "halt"
     assert not _events(action="out_of_band")
+
+
+def test_bytes_that_are_not_utf8_are_reverted_not_fatal(reconciler, redis_client):
+    wait_for(lambda: redis_client.get("trading_switch") == "running")
+    redis_client.set("trading_switch", b"\xff\xfe\x00")
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=2)[0]
+    assert event.outcome == "reverted"
+    wait_for(lambda: redis_client.get("trading_switch") == "running", timeout=2)
+
+
+def test_a_version_that_is_not_a_number_is_overwritten(reconciler, redis_client):
+    wait_for(lambda: redis_client.hget("killswitch:state", "version") == "0")
+    redis_client.hset("killswitch:state", "version", "not-a-number")
+    wait_for(lambda: redis_client.hget("killswitch:state", "version") == "0", timeout=2)
+    assert redis_client.get("killswitch:heartbeat")
