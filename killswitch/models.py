@@ -170,6 +170,14 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.action}/{self.outcome} {self.scope_label} {self.previous_level}->{self.new_level}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("audit events are append-only; they cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnlyError("audit events are append-only; they cannot be deleted")
+
     @property
     def scope_label(self) -> str:
         if not self.scope_kind:  # a refused request whose scope could not be parsed, as typed
@@ -187,14 +195,6 @@ class Event(models.Model):
 
     def compute_hash(self) -> str:
         return hashlib.sha256(self.hash_payload().encode()).hexdigest()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("audit events are append-only; they cannot be updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise AppendOnlyError("audit events are append-only; they cannot be deleted")
 
     def as_log_entry(self) -> dict[str, Any]:
         """The JSON kept in Redis `risk:kill_switch:log` (the seed's action/reason/timestamp first)."""
@@ -229,6 +229,9 @@ class AuditHead(models.Model):
 
     class Meta:
         verbose_name = "audit chain head"
+
+    def __str__(self) -> str:
+        return f"audit head #{self.last_seq} (state version {self.state_version})"
 
 
 class ApiToken(models.Model):

@@ -98,10 +98,7 @@ class Reconciler:
             # Anything else found in an emptied Redis is not a decision to resume: the
             # seed's own loop writes `running` when it finds the key missing. Restore.
             seen = "" if view.trading_switch is None else f" (found trading_switch={view.trading_switch[:50]!r})"
-            services.record_restored(
-                detail=f"Redis had lost the kill switch state; republished version {snap.version} "
-                       f"(global {snap.global_level}){seen}."
-            )
+            services.record_restored(cause=f"Redis had lost the kill switch state{seen}")
             self._republish()
             D.rebuild_log()
             return "restored"
@@ -120,12 +117,12 @@ class Reconciler:
         self._ahead_rounds = 0
         outcome = "ok"
         if view.levels != snap.levels:
-            services.record_restored(detail="killswitch:state was edited outside the service; republished.")
+            services.record_restored(cause="killswitch:state was edited outside the service")
             self._republish()
             outcome = "restored"
         if view.trading_switch != snap.global_level:
             if view.trading_switch is None:
-                services.record_restored(detail="trading_switch was deleted; republished.")
+                services.record_restored(cause="trading_switch was deleted")
                 self._republish()
                 return "restored"
             if L.normalize_level(view.trading_switch) == snap.global_level:

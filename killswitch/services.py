@@ -87,12 +87,16 @@ class CooldownActive(KillSwitchError):
         self.cooldown_minutes = cooldown_minutes
         self.cooldown_until = cooldown_until
         self.scope = scope
-        unit = "minute" if self.remaining_minutes == 1 else "minutes"
-        self.short_message = f"Kill switch cooldown active. {self.remaining_minutes} {unit} remaining."
-        super().__init__(
-            f"Kill switch cooldown active. {self.remaining_minutes} {unit} remaining "
-            f"(cooldown: {cooldown_minutes:g} minutes)."
-        )
+        if cooldown_minutes < 1:
+            # Only drills get sub-minute cooldowns; "1 minute remaining" would mislead them.
+            seconds = max(1, math.ceil(remaining_seconds))
+            remaining = f"{seconds} second{'' if seconds == 1 else 's'}"
+            total = f"{round(cooldown_minutes * 60, 1):g} seconds"
+        else:
+            remaining = f"{self.remaining_minutes} minute{'' if self.remaining_minutes == 1 else 's'}"
+            total = f"{round(cooldown_minutes, 2):g} minutes"
+        self.short_message = f"Kill switch cooldown active. {remaining} remaining."
+        super().__init__(f"Kill switch cooldown active. {remaining} remaining (cooldown: {total}).")
 
 
 # --- Actors -------------------------------------------------------------------------------
@@ -338,9 +342,13 @@ def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reas
                 "the risk_officer role (deactivate permission) is required."
             )
         elif not escalation and row.cooldown_remaining_seconds(now) > 0:
+            # The cooldown this scope actually got (a drill's may be shorter than the policy's):
+            # `since` is the escalation that started it.
+            started = (row.cooldown_until - row.since).total_seconds() / 60
             refusal = CooldownActive(
                 remaining_seconds=row.cooldown_remaining_seconds(now),
-                cooldown_minutes=policy.cooldown_minutes, cooldown_until=row.cooldown_until,
+                cooldown_minutes=started if started > 0 else policy.cooldown_minutes,
+                cooldown_until=row.cooldown_until,
                 scope=str(ref),
             )
             head = _lock_head()
@@ -626,13 +634,22 @@ def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Eve
     return result.event
 
 
-def record_restored(*, detail: str) -> Event:
-    """Record that Redis had lost the state and the reconciler republished it."""
+def record_restored(*, cause: str) -> Event:
+    """Record that Redis had lost (or garbled) the state and the reconciler republishes it.
+
+    The detail names the version and global level read under the locks, i.e. exactly
+    what the reconciler's next snapshot publishes.
+    """
     with transaction.atomic():
         row = _lock_scope(L.ScopeRef(L.GLOBAL))
-    return _record(action=Action.RESTORED, outcome=Outcome.APPLIED, scope=L.ScopeRef(L.GLOBAL),
-                   actor=Actor(SYSTEM_RECONCILER), source=Source.AUTOMATIC, detail=detail,
-                   previous_level=row.level, new_level=row.level)
+        head = _lock_head()
+        return _append_event(
+            head, action=Action.RESTORED, outcome=Outcome.APPLIED, scope_kind=L.GLOBAL, scope_key="",
+            previous_level=row.level, new_level=row.level, requested_level="",
+            actor=SYSTEM_RECONCILER, actor_user_id=None, source=Source.AUTOMATIC, reason="",
+            detail=f"{cause}; republished version {head.state_version} (global {row.level}).",
+            version=head.state_version,
+        )
 
 
 def record_alert(*, scope: L.ScopeRef | str, actor: str, detail: str, reason: str = "") -> Event:

@@ -70,7 +70,7 @@ def main() -> int:
                                      capture_output=True).stdout:
             processes["sweep"] = [PY, "manage.py", "killswitch", "sweep"]
         bindir = Path(PY).parent
-        for name, cmd in processes.items():
+        for cmd in processes.values():
             if not cmd[0].startswith("/"):
                 cmd[0] = str(bindir / cmd[0])
             children.append(subprocess.Popen(cmd))

@@ -34,7 +34,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: fl
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The real Redis the service publishes to, emptied (db 0 only) before the test."""
-    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, encoding_errors="replace")
     client.flushdb()
     yield client
     client.close()

@@ -112,7 +112,14 @@ class _ClientBase:
                 except Exception:  # the exit must happen even if liquidation failed
                     logger.exception("on_kill raised; exiting anyway")
         if self.exit_on_kill:
+            # Acknowledge the kill before leaving, so the service sees that this process
+            # obeyed even when the loop exits without close().
+            self._flush_ack()
             raise KillSwitchExit(view.describe())
+
+    def _flush_ack(self) -> None:
+        """Write the acknowledgement of the applied version now, if the flavour can
+        without waiting on an event loop (the sync client does)."""
 
     def _run_on_kill(self) -> None:
         assert self.on_kill is not None

@@ -218,6 +218,12 @@ class KillSwitch(_ClientBase):
         self._publish()
         self._report()
 
+    def _flush_ack(self) -> None:
+        try:
+            self._report()
+        except Exception:  # exiting anyway; the periodic registry shows the process gone
+            logger.warning("could not acknowledge the kill before exiting", exc_info=True)
+
     def _report(self, *, force: bool = False) -> None:
         """Acknowledge a newly applied version; re-register when the level seen changed
         or the periodic refresh is due."""
