@@ -57,6 +57,8 @@ from typing import Any
 
 from django.conf import settings
 
+from riskcontrol.env import current_database_url
+
 from . import clock, services
 from . import distribution as D
 from . import levels as L
@@ -261,20 +263,11 @@ def _check_scopes(accounts: list[str], dedicated: bool, actor: str, say: Callabl
 # --- Services ----------------------------------------------------------------------------------
 
 
-def database_url() -> str:
-    """The database this process uses, as a URL for child processes."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}")
-
-
 def child_env() -> dict[str, str]:
     """What the drill's child processes need to share this process' database, Redis and policy."""
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": current_database_url(), "REDIS_URL": settings.REDIS_URL,
         "RISK_LIMITS_PATH": str(settings.RISK_LIMITS_PATH),
         "PAPER_ONLY": "true" if getattr(settings, "PAPER_ONLY", True) else "false",
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "riskcontrol.settings"),

@@ -92,3 +92,15 @@ def with_redis_db(url: str, db: int) -> str:
     if parts.scheme == "unix":
         return url
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def current_database_url() -> str:
+    """The database this process uses, as a DATABASE_URL for child processes (workers,
+    reconcilers, drills and test stacks started from here share it)."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return (f"postgres://{quote(str(db['USER']), safe='')}:{quote(str(db['PASSWORD']), safe='')}@"
+            f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}")

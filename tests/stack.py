@@ -15,22 +15,13 @@ import time
 from pathlib import Path
 
 import requests
-from django.conf import settings
 
 from riskcontrol.embedded_redis import EmbeddedRedis, free_port
+from riskcontrol.env import current_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 BIN = Path(PY).parent
-
-
-def database_url() -> str:
-    """A URL for the database pytest-django created (so child processes share it)."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}")
 
 
 class Stack:
@@ -53,7 +44,7 @@ class Stack:
         self.logs: dict[str, Path] = {}
         self.env = dict(os.environ)
         self.env.update({
-            "DATABASE_URL": database_url(), "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": current_database_url(), "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
             "KILLSWITCH_TESTING": "1", "DJANGO_SETTINGS_MODULE": "riskcontrol.settings",
         })
         self.env.pop("CELERY_BROKER_URL", None)

@@ -88,12 +88,11 @@ class Worker:
 
 
 def worker_env(policy_path: Path, *, paper_only: bool) -> dict[str, str]:
-    from django.db import connection
+    from riskcontrol.env import current_database_url
 
-    db_name = connection.settings_dict["NAME"]  # the test database (file-backed SQLite)
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": f"sqlite:///{db_name}",
+        "DATABASE_URL": current_database_url(),  # the test database (SQLite file or PostgreSQL)
         "REDIS_URL": os.environ["REDIS_URL"],
         "RISK_LIMITS_PATH": str(policy_path),
         "PAPER_ONLY": "true" if paper_only else "false",

@@ -13,14 +13,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 
 from riskcontrol.embedded_redis import free_port
+from riskcontrol.env import current_database_url
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -61,19 +60,10 @@ def nobody(nobody):
 # --- Processes ---------------------------------------------------------------------------------
 
 
-def _test_database_url() -> str:
-    """A DATABASE_URL naming the test database this run created (file SQLite or PostgreSQL)."""
-    name = connection.settings_dict["NAME"]
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{name}"
-    parts = urlsplit(settings.DATABASE_URL)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
 def _child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": current_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "riskcontrol.settings",
         "PYTHONPATH": str(REPO),

@@ -48,9 +48,9 @@ def brokers(monkeypatch):
 
 
 def run_drill_command(policy_file: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    from django.db import connection
+    from riskcontrol.env import current_database_url
 
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+    env = {**os.environ, "DATABASE_URL": current_database_url(),
            "REDIS_URL": os.environ["REDIS_URL"], "RISK_LIMITS_PATH": str(policy_file), "PAPER_ONLY": "true",
            "LOG_LEVEL": "WARNING", "CELERY_VISIBILITY_TIMEOUT": "5"}
     reports = tmp_path / "reports"

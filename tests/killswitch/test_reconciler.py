@@ -11,6 +11,7 @@ from django.conf import settings
 
 from killswitch import clock, services
 from killswitch.models import Event, Scope
+from riskcontrol.env import current_database_url
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,46 +126,6 @@ def _cli_env():
     import os
 
     env = dict(os.environ)
-    env["DATABASE_URL"] = _db_url()
+    env["DATABASE_URL"] = current_database_url()
     env["REDIS_URL"] = settings.REDIS_URL
     return env
-
-
-def _db_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def test_seed_loop_writing_running_into_an_emptied_redis_does_not_lift_a_halt(reconciler, redis_client, trader):
-    """The seed's check_kill_switch() sets `running` when the key is missing; after a flush
-    that must not resume trading, even outside the cooldown."""
-    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
-    wait_for(lambda: redis_client.get("trading_switch") == "halt")
-    clock.advance(minutes=120)
-    pipe = redis_client.pipeline()
-    pipe.flushall()
-    pipe.set("trading_switch", "running")
-    pipe.execute()
-    restored = wait_for(lambda: [e for e in _events(action="restored") if "found trading_switch" in e.detail],
-                        timeout=5)
-    assert "(found trading_switch='running'); republished version 1 (global halt)" in restored[0].detail
-    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=5)
-    assert Scope.objects.get(kind="global").level == "halt"
-    assert not _events(action="out_of_band")
-
-
-def test_bytes_that_are_not_utf8_are_reverted_not_fatal(reconciler, redis_client):
-    wait_for(lambda: redis_client.get("trading_switch") == "running")
-    redis_client.set("trading_switch", b"\xff\xfe\x00")
-    event = wait_for(lambda: _events(action="out_of_band"), timeout=5)[0]
-    assert event.outcome == "reverted"
-    wait_for(lambda: redis_client.get("trading_switch") == "running", timeout=5)
-
-
-def test_a_version_that_is_not_a_number_is_overwritten(reconciler, redis_client):
-    wait_for(lambda: redis_client.hget("killswitch:state", "version") == "0")
-    redis_client.hset("killswitch:state", "version", "not-a-number")
-    wait_for(lambda: redis_client.hget("killswitch:state", "version") == "0", timeout=5)
-    assert redis_client.get("killswitch:heartbeat")
