@@ -91,7 +91,9 @@ class Scope(models.Model):
 
     @property
     def label(self) -> str:
-        return str(self.ref)
+        # Stored rows were validated when created; formatting is all that is needed here
+        # (this runs for every scope on every publish and page push).
+        return L.GLOBAL if self.kind == L.GLOBAL else f"{self.kind}:{self.key}"
 
     def cooldown_remaining_seconds(self, now=None) -> float:
         if not self.cooldown_until:
