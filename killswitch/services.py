@@ -252,10 +252,20 @@ def _record(*, action: str, outcome: str, scope: L.ScopeRef | str | None, actor:
         )
 
 
+def _as_typed(text: str) -> str:
+    """Refused input kept as typed but storable: control characters (NUL, which PostgreSQL
+    refuses in text, escape sequences) are written as escapes; newlines and tabs stay."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+
+
 def _refuse(error: KillSwitchError, *, attempted: str, scope: L.ScopeRef | str | None, actor: Actor,
             source: str, reason: str = "", requested_level: str = "",
             client_address: str | None = None) -> KillSwitchError:
     """Record a refused attempt and return the error (with its event) for the caller to raise."""
+    reason = _as_typed(str(reason or ""))
+    requested_level = _as_typed(str(requested_level or ""))
+    if not isinstance(scope, L.ScopeRef):
+        scope = _as_typed(str(scope or ""))
     try:
         current = ""
         if isinstance(scope, L.ScopeRef):

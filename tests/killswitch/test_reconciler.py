@@ -25,7 +25,7 @@ def test_flushall_is_healed_and_recorded(reconciler, redis_client, trader):
     services.activate(scope="global", level="halt", reason="Market crash", actor=trader, source="api")
     wait_for(lambda: redis_client.get("killswitch:heartbeat"))
     redis_client.flushall()
-    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=5)
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=10)
     assert redis_client.hget("killswitch:state", "global") == "halt"
     restored = wait_for(lambda: _events(action="restored", version=1))
     assert "lost the kill switch state; republished version 1 (global halt)" in restored[0].detail
@@ -40,7 +40,7 @@ def test_flushall_is_healed_and_recorded(reconciler, redis_client, trader):
 def test_out_of_band_escalation_is_applied_and_audited_with_source_redis(reconciler, redis_client):
     wait_for(lambda: redis_client.hget("killswitch:state", "version") is not None)
     redis_client.set("trading_switch", "kill")
-    event = wait_for(lambda: _events(action="out_of_band"), timeout=5)[0]
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=10)[0]
     assert (event.outcome, event.source, event.actor) == ("applied", "redis", "redis-cli")
     assert (event.previous_level, event.new_level) == ("running", "kill")
     assert Scope.objects.get(kind="global").level == "kill"
@@ -55,10 +55,10 @@ def test_out_of_band_resume_during_cooldown_is_reverted_as_a_violation(reconcile
     services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
     wait_for(lambda: redis_client.get("trading_switch") == "halt")
     redis_client.set("trading_switch", "running")
-    violation = wait_for(lambda: _events(action="cooldown_violation"), timeout=5)[0]
+    violation = wait_for(lambda: _events(action="cooldown_violation"), timeout=10)[0]
     assert (violation.outcome, violation.source) == ("reverted", "redis")
     assert "Kill switch cooldown active. 60 minutes remaining (cooldown: 60 minutes)." in violation.detail
-    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=5)
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=10)
     assert Scope.objects.get(kind="global").level == "halt"
 
 
@@ -67,7 +67,7 @@ def test_out_of_band_resume_after_cooldown_is_applied(reconciler, redis_client, 
     wait_for(lambda: redis_client.get("trading_switch") == "halt")
     clock.advance(minutes=61)
     redis_client.set("trading_switch", "running")
-    event = wait_for(lambda: _events(action="out_of_band", outcome="applied"), timeout=5)[0]
+    event = wait_for(lambda: _events(action="out_of_band", outcome="applied"), timeout=10)[0]
     assert (event.previous_level, event.new_level) == ("halt", "running")
     assert Scope.objects.get(kind="global").level == "running"
 
@@ -76,17 +76,17 @@ def test_out_of_band_resume_after_cooldown_is_applied(reconciler, redis_client, 
 def test_a_value_that_is_not_a_level_is_reverted_and_recorded(reconciler, redis_client, garbage):
     wait_for(lambda: redis_client.get("trading_switch") == "running")
     redis_client.set("trading_switch", garbage)
-    event = wait_for(lambda: _events(action="out_of_band"), timeout=5)[0]
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=10)[0]
     assert event.outcome == "reverted" and "is not a level" in event.detail
-    wait_for(lambda: redis_client.get("trading_switch") == "running", timeout=5)
+    wait_for(lambda: redis_client.get("trading_switch") == "running", timeout=10)
 
 
 def test_seed_spelling_is_accepted_like_the_seed_reads_it(reconciler, redis_client):
     wait_for(lambda: redis_client.get("trading_switch") == "running")
     redis_client.set("trading_switch", " HALT\n")
-    event = wait_for(lambda: _events(action="out_of_band"), timeout=5)[0]
+    event = wait_for(lambda: _events(action="out_of_band"), timeout=10)[0]
     assert (event.outcome, event.new_level) == ("applied", "halt")
-    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=5)
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=10)
 
 
 def test_heartbeat_carries_version_and_staleness_bound(reconciler, redis_client):

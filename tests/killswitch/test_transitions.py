@@ -88,3 +88,12 @@ def test_effective_level_is_the_most_severe_matching_scope(trader):
     assert effective_level(account="DU1", strategy="momo") == ("halt", "strategy:momo")
     assert effective_level(account="DU1", strategy="momo", symbol="AAPL") == ("kill", "symbol:AAPL")
     assert effective_level(account="DU2", strategy="other", symbol="MSFT") == ("running", "global")
+
+
+def test_refused_input_with_control_characters_is_recorded_escaped(trader):
+    with pytest.raises(services.InvalidRequest):
+        services.activate(scope="account:DU\x001", level="halt", reason="a\x00b\x1b[31m", actor=trader, source="api")
+    event = Event.objects.get()
+    assert event.reason == "a\\x00b\\x1b[31m"
+    assert "\x00" not in event.scope_key
+    assert services.verify_audit_chain().ok
