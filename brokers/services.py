@@ -618,12 +618,14 @@ DEMO_ORDERS = (
 
 def seed_demo_data() -> dict[str, int]:
     """Paper accounts DU111111 and DU222222 with prices, long and short positions and
-    working orders tagged with strategies. Idempotent: existing orders (by their
-    client ids) and positions are left as they are."""
+    working orders tagged with strategies. Every other configured paper account (e.g.
+    the drill's DRILL01) is opened empty, so a global halt finds nothing missing there.
+    Idempotent: existing orders (by their client ids) and positions are left as they are."""
     from .adapters import paper
+    from .config import brokers_config
 
     with transaction.atomic():
-        for code in DEMO_ACCOUNTS:
+        for code in dict.fromkeys([*DEMO_ACCOUNTS, *brokers_config().paper_accounts]):
             paper.ensure_account(code)
         for symbol, price in DEMO_PRICES.items():
             if paper.last_price(symbol) is None:

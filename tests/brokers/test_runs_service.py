@@ -230,3 +230,11 @@ def test_seed_is_idempotent():
     call_command("paper", "seed", stdout=StringIO())
     assert (PaperOrder.objects.count(), PaperPosition.objects.count()) == counts == (5, 4)
     assert PaperPosition.objects.get(account__code="DU111111", symbol="TSLA").quantity == Decimal(-50)
+
+
+def test_seed_opens_every_configured_paper_account_so_a_global_halt_fails_nowhere():
+    from brokers.config import brokers_config
+    from brokers.models import PaperAccount
+
+    services.seed_demo_data()
+    assert set(brokers_config().paper_accounts) <= set(PaperAccount.objects.values_list("code", flat=True))
