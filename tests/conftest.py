@@ -15,6 +15,21 @@ from django.contrib.auth.models import Group
 
 from killswitch import clock, policy
 
+FIGURES: list[tuple[str, str, str]] = []
+
+
+def figure(test: str, name: str, value: object) -> None:
+    """Record a figure a fault drill measured; the run prints them all at the end."""
+    FIGURES.append((test, name, str(value)))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("fault drill figures")
+    for test, name, value in FIGURES:
+        terminalreporter.write_line(f"{test:<48} {name:<44} {value}")
+
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
     """Poll until predicate() is truthy; return its value or fail after `timeout`.

@@ -4,6 +4,7 @@ worker, against our fake gateway speaking the TWS wire protocol over TCP."""
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 from io import StringIO
 
@@ -12,7 +13,7 @@ import pytest
 from brokers.cli import sweep as sweep_cli
 from brokers.models import BrokerAction, BrokerRun
 from killswitch import services as ks
-from tests.conftest import wait_for
+from tests.conftest import figure, wait_for
 from tests.fake_ib.gateway import FakeGateway
 
 from .conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
@@ -171,7 +172,10 @@ def test_connection_dropped_mid_run_is_restored_and_the_run_completes(gateway):
     activate(f"account:{ACC1}", "halt")  # wait: account scope -> order by order
     wait_for(lambda: len(gateway.cancel_requests) >= 10, timeout=30)
     gateway.drop_connections()
+    dropped = time.monotonic()
     [run] = wait_runs_finished(timeout=60)
+    figure("IB connection dropped mid-cancel", "run completed after the drop",
+           f"{(time.monotonic() - dropped) * 1000:.0f} ms, {run.attempts} attempts")
     assert run.state == "completed"
     assert run.attempts >= 2  # the first attempt saw the connection drop
     assert working(gateway) == []
@@ -204,4 +208,5 @@ def test_worker_killed_mid_run_completes_without_a_duplicate_closing_order(gatew
     per_symbol: dict[str, int] = {}
     for p in closing_orders(gateway):
         per_symbol[p["symbol"]] = per_symbol.get(p["symbol"], 0) + 1
+    figure("worker SIGKILL mid-flatten", "duplicate closing orders", sum(per_symbol.values()) - len(per_symbol))
     assert per_symbol == {"AAPL": 1, "TSLA": 1, "MSFT": 1, "NVDA": 1}

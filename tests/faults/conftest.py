@@ -13,21 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import figure  # noqa: F401  (re-exported for the drills)
 from tests.stack import ROOT, Stack
-
-FIGURES: list[tuple[str, str, str]] = []
-
-
-def figure(test: str, name: str, value: object) -> None:
-    FIGURES.append((test, name, str(value)))
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if not FIGURES:
-        return
-    terminalreporter.section("fault drill figures")
-    for test, name, value in FIGURES:
-        terminalreporter.write_line(f"{test:<48} {name:<44} {value}")
 
 
 class Probe:
