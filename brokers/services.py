@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -430,6 +430,10 @@ def _apply_state(action: BrokerAction, state: OrderState | None) -> None:
     action.save()
 
 
+# How long after a closing order filled its position report is not trusted yet.
+POSITION_REPORT_LAG = timedelta(seconds=3)
+
+
 def _close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> bool:
     """Close every position in scope at market. Returns True if a closing order was rejected."""
     rejected = False
@@ -441,6 +445,15 @@ def _close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> b
         _apply_state(action, adapter.find_order(account=run.account, client_ref=action.client_ref))
         if action.outcome in OPEN_OUTCOMES:
             waiting.add(action.symbol)
+    # Never close what another order is already closing or has just closed, whichever run
+    # sent it: two kill runs on one account (say account:X, then global) would otherwise
+    # each sell the same position, and a broker's position report can trail its fill
+    # report (IB does), so a just-filled close may still show as an open position.
+    closes = BrokerAction.objects.filter(account=run.account, action=ActionKind.CLOSE)
+    waiting |= set(closes.filter(outcome__in=OPEN_OUTCOMES).values_list("symbol", flat=True))
+    waiting |= set(closes.filter(outcome=ActionOutcome.FILLED,
+                                 finished_at__gte=timezone.now() - POSITION_REPORT_LAG)
+                   .values_list("symbol", flat=True))
     for position in adapter.positions(scope):
         symbol = position.symbol
         if symbol in waiting:
@@ -510,6 +523,36 @@ class SweepReport:
     runs: list[BrokerRun]
     resumed: list[int]
     errors: list[str]
+    started: list[BrokerRun] = field(default_factory=list)  # runs a lost hook never created
+
+
+MISSED_EVENT_WINDOW = timedelta(minutes=15)
+
+
+def ensure_runs_for_missed_events() -> list[BrokerRun]:
+    """Runs for halt/kill transitions whose after-commit hook never created them (the
+    process died between commit and hook, or the hook's database write failed).
+
+    Only the newest applied event of each scope counts, and only while that scope is
+    still at that level: a halt that has since been lifted must not cancel orders
+    placed after the resume. Idempotent (runs are unique per event and account).
+    """
+    since = timezone.now() - MISSED_EVENT_WINDOW
+    current = {r.label: r.level for r in Scope.objects.all()}
+    newest: dict[str, Event] = {}
+    for event in (Event.objects.filter(created_at__gte=since, outcome="applied")
+                  .exclude(new_level="").order_by("seq")):
+        newest[event.scope_label] = event
+    started: list[BrokerRun] = []
+    for scope, event in newest.items():
+        if event.new_level not in BROKER_LEVELS or current.get(scope) != event.new_level:
+            continue
+        if BrokerRun.objects.filter(kind=RunKind.SWITCH, event_seq=event.seq).exists():
+            continue
+        logger.warning("event #%s had no broker runs; starting them now", event.seq,
+                       extra={"seq": event.seq, "scope": scope})
+        started += start_runs_for_event(event=event)
+    return started
 
 
 def _halted_levels() -> dict[str, str]:
@@ -530,9 +573,12 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
     levels = _halted_levels()
     if not levels:
         return report
+    report.started += ensure_runs_for_missed_events()
+    # Any switch run not finished (leased, pending or waiting to retry) owns its account:
+    # sweeping beside it would cancel the same orders twice.
     busy = set(
         BrokerRun.objects.filter(kind=RunKind.SWITCH).exclude(state__in=TERMINAL_STATES)
-        .filter(lease_until__gt=timezone.now()).values_list("account", flat=True)
+        .values_list("account", flat=True)
     )
     for account in sorted(brokers_config().accounts):
         if account in busy:

@@ -55,20 +55,29 @@ local version = tonumber(ARGV[1])
 if current > version and ARGV[7] ~= '1' then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[2], KEYS[3])
-local levels = cjson.decode(ARGV[3])
-local details = cjson.decode(ARGV[4])
-local state = {'version', ARGV[1], 'updated_at', ARGV[6]}
-for scope, level in pairs(levels) do
-  table.insert(state, scope)
-  table.insert(state, level)
+local sev = {running=0, pause=1, halt=2, kill=3}
+-- trading_switch differing from the global level we last published, and more severe
+-- than the one we publish now, is an out-of-band escalation (redis-cli SET) that the
+-- reconciler has not audited yet: never undo it here; the reconciler applies it.
+local switch = redis.call('GET', KEYS[1])
+local published = redis.call('HGET', KEYS[2], 'global')
+local keep = switch and published and switch ~= published
+             and (sev[switch] or -1) > (sev[ARGV[2]] or -1)
+if not keep then
+  redis.call('SET', KEYS[1], ARGV[2])
 end
-redis.call('HSET', KEYS[2], unpack(state))
-for scope, detail in pairs(details) do
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[2], 'version', ARGV[1], 'updated_at', ARGV[6])
+-- one field at a time: unpack() of thousands of scopes exceeds Lua's stack
+for scope, level in pairs(cjson.decode(ARGV[3])) do
+  redis.call('HSET', KEYS[2], scope, level)
+end
+for scope, detail in pairs(cjson.decode(ARGV[4])) do
   redis.call('HSET', KEYS[3], scope, detail)
 end
-redis.call('PUBLISH', KEYS[4], ARGV[5])
+local message = cjson.decode(ARGV[5])
+message['trading_switch'] = redis.call('GET', KEYS[1])
+redis.call('PUBLISH', KEYS[4], cjson.encode(message))
 return 1
 """
 
@@ -135,12 +144,15 @@ def _iso(value: datetime | None) -> str | None:
 
 def take_snapshot() -> Snapshot:
     """The database state to distribute: every scope row and the state version."""
-    from .models import AuditHead, Scope
+    from .models import Scope
 
-    head = AuditHead.objects.filter(pk=1).first()
+    # One query: every applied change stamps its row with the new state version, so the
+    # highest row version is the state version, consistent with the levels read with it.
     levels: dict[str, str] = {L.GLOBAL: L.RUNNING}
     details: dict[str, dict[str, Any]] = {}
+    version = 0
     for row in Scope.objects.all():
+        version = max(version, row.version)
         levels[row.label] = row.level
         details[row.label] = {
             "scope": row.label, "kind": row.kind, "key": row.key, "level": row.level,
@@ -148,7 +160,7 @@ def take_snapshot() -> Snapshot:
             "since": _iso(row.since), "cooldown_until": _iso(row.cooldown_until),
             "version": row.version,
         }
-    return Snapshot(head.state_version if head else 0, levels, details)
+    return Snapshot(version, levels, details)
 
 
 def publish_state(snapshot: Snapshot, *, event: dict[str, Any] | None = None,

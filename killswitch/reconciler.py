@@ -64,7 +64,7 @@ class Reconciler:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.heartbeat_interval:
             try:
-                D.publish_heartbeat(D.take_snapshot().version, stale_after=self.stale_after)
+                D.publish_heartbeat(snap.version, stale_after=self.stale_after)
                 self._last_heartbeat = now
             except (redis.RedisError, OSError, DatabaseError):
                 return self._done("redis_down")
@@ -81,7 +81,9 @@ class Reconciler:
         self.last_outcome = outcome
         return outcome
 
-    def _republish(self, *, force: bool = True) -> None:
+    def _republish(self, *, force: bool = False) -> None:
+        # Not forced: the script accepts an equal or newer version, so a transition that
+        # committed and published meanwhile is never overwritten by this older snapshot.
         D.publish_state(D.take_snapshot(), force=force)
 
     def _reconcile(self, snap: D.Snapshot) -> str:
@@ -112,7 +114,7 @@ class Reconciler:
             if self._ahead_rounds < 3:
                 return "ahead"
             self._ahead_rounds = 0
-            self._republish()
+            self._republish(force=True)
             return "published"
         self._ahead_rounds = 0
         outcome = "ok"

@@ -14,6 +14,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -198,6 +199,12 @@ def _lock_scope(ref: L.ScopeRef) -> Scope:
 
 def _append_event(head: AuditHead, *, changed: bool = False, **fields: Any) -> Event:
     """Append one event to the chain. The caller holds the head lock inside a transaction."""
+    if fields.get("client_address"):
+        # Hash the address as the database will store it (IPv6 in canonical form).
+        try:
+            fields["client_address"] = str(ipaddress.ip_address(fields["client_address"]))
+        except ValueError:
+            fields["client_address"] = None
     event = Event(seq=head.last_seq + 1, prev_hash=head.last_hash, created_at=clock.now(), **fields)
     event.hash = event.compute_hash()
     event.save(force_insert=True)
@@ -379,7 +386,9 @@ def _transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reas
             row.version = head.state_version
             if escalation:
                 minutes = policy.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
-                row.cooldown_until = now + timedelta(minutes=minutes)
+                # Restart the cooldown, but never end one that is running sooner (a drill's
+                # short cooldown, or a lowered policy, must not shorten a real one).
+                row.cooldown_until = max(row.cooldown_until or now, now + timedelta(minutes=minutes))
             row.save()
             message = f"{ref} is now {target} (was {current})"
             if escalation and cooldown_minutes is not None:
@@ -540,8 +549,7 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
                            action=Action.ACTIVATE, client_address=client_address,
                            cooldown_minutes=drill_cooldown_minutes)
     except DatabaseError:
-        if actor.user is not None:  # cannot happen after may() succeeded, but never guess
-            raise DatabaseUnavailable("The kill switch database is unavailable: nothing was changed.") from None
+        pass  # the actor's permission was confirmed above; fall through to the Redis path
     # The database went away: trading must still stop. Escalate in Redis, audit later.
     pending = _queue_without_database("activate", scope=str(ref), level=level, reason=reason,
                                       actor=actor, source=source, client_address=client_address,
@@ -565,7 +573,14 @@ def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reaso
     try:
         ref = _parse_scope(scope)
         reason = _check_reason(reason if isinstance(reason, str) else None, required=False)
-        if not actor.may("deactivate"):
+        try:
+            permitted = actor.may("deactivate")
+        except DatabaseError:
+            raise DatabaseUnavailable(
+                "The kill switch database is unavailable: nothing was changed. Resuming needs the "
+                "database, where the cooldown is kept; try again when it is back."
+            ) from None
+        if not permitted:
             raise PermissionRefused(
                 f"{actor.name} may not deactivate the kill switch; the risk_officer role is required."
             )
@@ -633,15 +648,17 @@ def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Eve
             )
         if level == row.level:
             return None
-    try:
-        result = _transition(
-            ref=L.ScopeRef(L.GLOBAL), target=level, actor=actor, source=Source.REDIS,
-            reason=f"redis-cli SET trading_switch {observed.strip()}", action=Action.OUT_OF_BAND,
-            client_address=None, revert_on_cooldown=True,
-        )
-    except CooldownActive as refusal:
-        return refusal.event
-    return result.event
+        # Still under the locks that checked the version: the write is judged against
+        # exactly the state it was made on.
+        try:
+            result = _transition(
+                ref=L.ScopeRef(L.GLOBAL), target=level, actor=actor, source=Source.REDIS,
+                reason=f"redis-cli SET trading_switch {observed.strip()}", action=Action.OUT_OF_BAND,
+                client_address=None, revert_on_cooldown=True,
+            )
+        except CooldownActive as refusal:
+            return refusal.event  # caught inside the block: the violation event commits
+        return result.event
 
 
 def record_restored(*, cause: str) -> Event:

@@ -45,8 +45,10 @@ class _ClientBase:
     def _publish(self, view: View | None = None) -> View:
         with self._swap:
             self._view = view or self._tracker.view()
-            if not self._view.is_kill:
-                self._kill_handled = False  # a later kill runs on_kill again
+            if not self._view.is_kill and self._view.cause is None:
+                # Only a known, lifted kill re-arms on_kill: the fail-closed halt of a Redis
+                # blip must not make the same kill run the liquidation hook twice.
+                self._kill_handled = False
             return self._view
 
     def _current(self) -> View:

@@ -252,8 +252,10 @@ class _Tracker:
             return False
         self.version = version
         self.levels = {str(k): str(v) for k, v in levels.items()}
-        # The publisher wrote trading_switch to the global level in the same script.
-        self.switch = self.levels.get(L.GLOBAL, L.RUNNING)
+        # The publisher's script reports trading_switch as it left it: the global level,
+        # or a more severe out-of-band value it kept for the reconciler to audit.
+        switch = data.get("trading_switch")
+        self.switch = str(switch) if isinstance(switch, str) else self.levels.get(L.GLOBAL, L.RUNNING)
         event = data.get("event")
         if isinstance(event, Mapping) and event.get("scope"):
             if event.get("new_level") == L.RUNNING:

@@ -238,3 +238,34 @@ def test_seed_opens_every_configured_paper_account_so_a_global_halt_fails_nowher
 
     services.seed_demo_data()
     assert set(brokers_config().paper_accounts) <= set(PaperAccount.objects.values_list("code", flat=True))
+
+
+@pytest.fixture
+def lost_hook():
+    """The broker receiver never runs, as when a process dies between commit and hook."""
+    from brokers import receivers
+    from killswitch.signals import event_committed
+
+    event_committed.disconnect(dispatch_uid="brokers.start_runs")
+    yield
+    event_committed.connect(receivers.start_runs, dispatch_uid="brokers.start_runs")
+
+
+def test_the_sweep_starts_runs_a_lost_after_commit_hook_never_created(lost_hook, trader):
+    from brokers.models import BrokerRun
+
+    result = ks.activate(scope="account:DU111111", level="kill", reason="r", actor=trader, source="api")
+    assert not BrokerRun.objects.exists()
+    started = services.ensure_runs_for_missed_events()
+    assert [(r.account, r.event_seq, r.level) for r in started] == [("DU111111", result.event.seq, "kill")]
+    assert services.ensure_runs_for_missed_events() == []  # idempotent
+
+
+def test_a_lifted_halt_gets_no_late_runs(lost_hook, trader, risk_officer, set_policy):
+    from brokers.models import BrokerRun
+
+    set_policy(cooldown_minutes=0)
+    ks.activate(scope="account:DU111111", level="halt", reason="r", actor=trader, source="api")
+    ks.deactivate(scope="account:DU111111", actor=risk_officer, source="api")
+    assert services.ensure_runs_for_missed_events() == []
+    assert not BrokerRun.objects.exists()

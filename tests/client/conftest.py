@@ -40,6 +40,10 @@ class Service:
             # As the service does: the message carries the event that caused the change.
             scope, reason = next(iter(reasons.items()))
             event = {"action": "activate", "scope": scope, "reason": reason, "new_level": levels[scope]}
+        # This stand-in has no reconciler: whatever a test wrote to trading_switch by hand
+        # counts as audited and settled before the next publish (the real publisher keeps
+        # an unaudited escalation for the reconciler; see tests/killswitch/test_distribution.py).
+        self.r.set(D.KEY_GLOBAL, levels["global"])
         D.publish_state(D.Snapshot(self.version, levels, details), event=event, client=self.r, force=True)
         return self.version
 

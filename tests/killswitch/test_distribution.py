@@ -65,3 +65,26 @@ def test_an_older_publish_never_overwrites_a_newer_state(redis_client, trader):
     stale = D.Snapshot(version=0, levels={"global": "running"})
     assert D.publish_state(stale) is False
     assert redis_client.get("trading_switch") == "kill"
+
+
+def test_a_publish_never_undoes_an_unaudited_out_of_band_escalation(redis_client, trader):
+    """redis-cli SET trading_switch halt, then another scope changes before the reconciler
+    has looked: the publish keeps the halt (and says so to clients) for the reconciler to audit."""
+    services.activate(scope="account:DU1", level="pause", reason="r", actor=trader, source="api")
+    redis_client.set("trading_switch", "halt")
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(D.CHANNEL)
+    wait_for(lambda: pubsub.get_message(timeout=0.1))
+    services.activate(scope="account:DU2", level="pause", reason="r", actor=trader, source="api")
+    assert redis_client.get("trading_switch") == "halt"
+    message = json.loads(wait_for(lambda: pubsub.get_message(timeout=0.2))["data"])
+    assert message["trading_switch"] == "halt" and message["levels"]["global"] == "running"
+    # an escalation through the service overwrites it as usual
+    services.activate(scope="global", level="kill", reason="r", actor=trader, source="api")
+    assert redis_client.get("trading_switch") == "kill"
+
+
+def test_thousands_of_scopes_publish(redis_client):
+    levels = {"global": "running", **{f"symbol:S{i}": "halt" for i in range(6000)}}
+    assert D.publish_state(D.Snapshot(1, levels), client=redis_client)
+    assert redis_client.hlen(D.KEY_STATE) == 6001 + 2  # scopes, version, updated_at
