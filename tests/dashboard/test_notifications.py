@@ -21,7 +21,13 @@ def endpoints(notify_endpoints, celery_worker, monkeypatch):
         notify_endpoints.inbox.received.clear()
         notify_endpoints.inbox.failures.clear()
         notify_endpoints.inbox.fail_next = 0
-    return notify_endpoints
+    yield notify_endpoints
+    # The module's worker must be done writing this test's deliveries before the test
+    # database is flushed: on PostgreSQL the flush's TRUNCATE deadlocks with its writes.
+    from killswitch.notification_models import NotificationStatus
+
+    wait_for(lambda: not Notification.objects.filter(
+        status__in=[NotificationStatus.PENDING, NotificationStatus.RETRYING]).exists(), timeout=30)
 
 
 def rows_for(event: Event) -> dict[str, Notification]:
