@@ -21,8 +21,10 @@ logger = logging.getLogger("brokers")
 
 @receiver(event_committed, dispatch_uid="brokers.start_runs")
 def start_runs(sender, event, changed: bool, **kwargs) -> None:
-    if not changed or event.new_level not in services.BROKER_LEVELS:
+    if not changed:
         return
-    runs = services.start_runs_for_event(event=event)
+    runs = services.start_runs_for_event(event=event)  # decides which events get runs
+    if not runs:
+        return
     logger.info("started %s broker run(s) for event #%s", len(runs), event.seq,
                 extra={"seq": event.seq, "runs": [r.pk for r in runs]})

@@ -458,14 +458,11 @@ def _close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> b
         symbol = position.symbol
         if symbol in waiting:
             continue  # a closing order is still working: never send a second one
-        actions = list(run.actions.filter(action=ActionKind.CLOSE, symbol=symbol).order_by("id"))
-        # Every earlier closing order is done: the broker's position now is what is left.
-        fresh = [p for p in adapter.positions(BrokerScope(run.account, symbol=symbol)) if p.symbol == symbol]
-        if not fresh:
-            continue
-        position = fresh[0]
+        # Every earlier closing order is settled (read above, after settling): the
+        # broker's position now is what is left to close.
         quantity = abs(position.quantity)
-        ref = _close_ref(run, symbol, len(actions) + 1)
+        sent = run.actions.filter(action=ActionKind.CLOSE, symbol=symbol).count()
+        ref = _close_ref(run, symbol, sent + 1)
         action = BrokerAction.objects.create(
             run=run, key=ref, action=ActionKind.CLOSE, account=run.account, client_ref=ref, symbol=symbol,
             side="SELL" if position.quantity > 0 else "BUY", quantity=quantity,

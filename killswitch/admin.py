@@ -33,8 +33,26 @@ def level_badge(level: str) -> str:
 # --- Scopes ---------------------------------------------------------------------------------
 
 
+class ReadOnlyForEveryone:
+    """Nobody adds, changes or deletes through the admin (superusers included): scopes
+    change only through the services, events and deliveries are a record. Viewing needs
+    the kill switch view permission (the roles), not only the model's."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("killswitch.view_killswitch") or super().has_view_permission(request, obj)
+
+
 @admin.register(Scope)
-class ScopeAdmin(admin.ModelAdmin):
+class ScopeAdmin(ReadOnlyForEveryone, admin.ModelAdmin):
     list_display = ("label", "level_shown", "reason", "actor", "source", "since", "cooldown_until", "version")
     list_filter = ("kind", "level")
     search_fields = ("key", "reason", "actor")
@@ -47,19 +65,6 @@ class ScopeAdmin(admin.ModelAdmin):
     @admin.display(description="Level", ordering="level")
     def level_shown(self, obj: Scope) -> str:
         return level_badge(obj.level)
-
-    # Levels change only through the services (Risk page, action below, API, CLI).
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("killswitch.view_killswitch") or super().has_view_permission(request, obj)
 
     def has_activate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("killswitch.activate_killswitch")
@@ -104,7 +109,7 @@ class ScopeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyForEveryone, admin.ModelAdmin):
     list_display = ("seq", "created_at", "action", "outcome", "scope_shown", "previous_level", "new_level",
                     "actor", "source", "short_reason", "client_address")
     list_display_links = ("seq",)
@@ -119,47 +124,28 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description="Scope")
     def scope_shown(self, obj: Event) -> str:
-        return obj.scope_label if obj.scope_kind else obj.scope_key
+        return obj.scope_label
 
     @admin.display(description="Reason")
     def short_reason(self, obj: Event) -> str:
         return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("killswitch.view_killswitch") or super().has_view_permission(request, obj)
 
 
 # --- Notification deliveries: read-only --------------------------------------------------------
 
 
-class NotificationAttemptInline(admin.TabularInline):
+class NotificationAttemptInline(ReadOnlyForEveryone, admin.TabularInline):
     model = NotificationAttempt
     fields = ("number", "at", "ok", "permanent", "error", "duration_ms")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("killswitch.view_killswitch") or super().has_view_permission(request, obj)
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyForEveryone, admin.ModelAdmin):
     list_display = ("id", "created_at", "event_seq", "channel", "target", "status", "attempts", "sent_at",
                     "last_error")
     list_filter = ("status", "kind", "channel")
@@ -174,15 +160,4 @@ class NotificationAdmin(admin.ModelAdmin):
     def event_seq(self, obj: Notification) -> str:
         return f"#{obj.event.seq} {obj.event.action}"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("killswitch.view_killswitch") or super().has_view_permission(request, obj)
 

@@ -33,10 +33,6 @@ def normalize_level(raw: str | bytes | None) -> str | None:
     return value if value in SEVERITY else None
 
 
-def most_severe(levels: list[str] | tuple[str, ...]) -> str:
-    return max(levels, key=SEVERITY.__getitem__, default=RUNNING)
-
-
 @dataclass(frozen=True, slots=True)
 class ScopeRef:
     """A scope: `global`, or one account, strategy or symbol."""

@@ -90,20 +90,10 @@ class Reconciler:
         view = D.read_view()
         redis_version = view.version
         if redis_version is None:
-            found = L.normalize_level(view.trading_switch)
-            if found is not None and L.SEVERITY[found] > L.SEVERITY[snap.global_level]:
-                # The state was wiped and an escalation written since: honour it, audited.
-                services.reconcile_out_of_band(observed=view.trading_switch, expected_version=snap.version)
-                self._republish()
-                D.rebuild_log()
-                return "out_of_band"
-            # Anything else found in an emptied Redis is not a decision to resume: the
-            # seed's own loop writes `running` when it finds the key missing. Restore.
-            seen = "" if view.trading_switch is None else f" (found trading_switch={view.trading_switch[:50]!r})"
-            services.record_restored(cause=f"Redis had lost the kill switch state{seen}")
+            event = services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version)
             self._republish()
             D.rebuild_log()
-            return "restored"
+            return "out_of_band" if event is not None and event.action == "out_of_band" else "restored"
         if redis_version < snap.version:
             D.publish_state(snap)
             return "published"

@@ -465,8 +465,9 @@ def apply_pending() -> int:
             client.lrem(distribution.KEY_PENDING, 1, raw)
             logger.error("dropped an unreadable pending item", extra={"raw": str(raw)[:500]})
             continue
-        if not Event.objects.filter(detail__contains=marker).exists():
-            _apply_pending_item(item, marker)
+        with transaction.atomic():  # the item's events and its marker commit together
+            if not Event.objects.filter(detail__contains=marker).exists():
+                _apply_pending_item(item, marker)
         client.lrem(distribution.KEY_PENDING, 1, raw)
         done += 1
     return done
@@ -659,6 +660,22 @@ def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Eve
         except CooldownActive as refusal:
             return refusal.event  # caught inside the block: the violation event commits
         return result.event
+
+
+def restore_after_loss(*, observed: str | None, expected_version: int) -> Event | None:
+    """Redis lost the state (restart, FLUSHALL): decide what `trading_switch`, if
+    anything was written into the emptied Redis, means.
+
+    Only an escalation is honoured (as an audited out-of-band change): anything else is
+    not a decision to resume — the seed's own loop writes `running` when it finds the key
+    missing — so the database state is restored and the finding recorded.
+    """
+    found = L.normalize_level(observed)
+    current = Scope.objects.filter(kind=L.GLOBAL, key="").values_list("level", flat=True).first() or L.RUNNING
+    if found is not None and L.SEVERITY[found] > L.SEVERITY[current]:
+        return reconcile_out_of_band(observed=observed, expected_version=expected_version)
+    seen = "" if observed is None else f" (found trading_switch={observed[:50]!r})"
+    return record_restored(cause=f"Redis had lost the kill switch state{seen}")
 
 
 def record_restored(*, cause: str) -> Event:

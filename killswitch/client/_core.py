@@ -33,8 +33,22 @@ from typing import Any
 
 from killswitch import levels as L
 
+
 # The Redis contract (killswitch/distribution.py) -- repeated here because the
 # client must not import distribution.py, which imports Django.
+def connection_options(*, pubsub: bool) -> dict[str, Any]:
+    """redis-py options for both flavours. No silent retries: a broken connection must
+    surface so the client fails closed and reloads the full state after reconnecting (a
+    silent resubscribe loses messages). Bytes that are not UTF-8 (garbage written by
+    hand) decode to U+FFFD, which is no level, so they read as halt instead of crashing."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"decode_responses": True, "encoding_errors": "replace", "socket_connect_timeout": 2,
+            "socket_timeout": 2, "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 1 if pubsub else 0, "client_name": "killswitch-client"}
+
+
 KEY_GLOBAL = "trading_switch"
 KEY_STATE = "killswitch:state"
 KEY_SCOPES = "killswitch:scopes"

@@ -11,8 +11,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ._base import LIB_VERSION, _ClientBase
 from ._core import (
@@ -29,6 +27,7 @@ from ._core import (
     OnKill,
     View,
     ack_fields,
+    connection_options,
     default_name,
     registration,
 )
@@ -38,14 +37,7 @@ logger = logging.getLogger("killswitch.client")
 
 
 def _connect(url: str, *, pubsub: bool) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        # Bytes that are not UTF-8 (garbage written by hand) decode to U+FFFD, which is
-        # no level, so they read as halt instead of crashing the process.
-        url, decode_responses=True, encoding_errors="replace", socket_connect_timeout=2, socket_timeout=2,
-        retry=Retry(NoBackoff(), 0), health_check_interval=1 if pubsub else 0,
-        client_name="killswitch-client",
-    )
-
+    return aioredis.Redis.from_url(url, **connection_options(pubsub=pubsub))
 
 class AsyncKillSwitch(_ClientBase):
     """The kill switch for asyncio trading loops.

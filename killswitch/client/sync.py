@@ -9,8 +9,6 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ._base import LIB_VERSION, _ClientBase
 from ._core import (
@@ -26,6 +24,7 @@ from ._core import (
     OnKill,
     View,
     ack_fields,
+    connection_options,
     default_name,
     registration,
 )
@@ -35,16 +34,7 @@ logger = logging.getLogger("killswitch.client")
 
 
 def _connect(url: str, *, pubsub: bool) -> redis.Redis:
-    # No silent retries: a broken connection must surface so the client fails closed
-    # and reloads the full state after reconnecting (a silent resubscribe loses messages).
-    return redis.Redis.from_url(
-        # Bytes that are not UTF-8 (garbage written by hand) decode to U+FFFD, which is
-        # no level, so they read as halt instead of crashing the process.
-        url, decode_responses=True, encoding_errors="replace", socket_connect_timeout=2, socket_timeout=2,
-        retry=Retry(NoBackoff(), 0), health_check_interval=1 if pubsub else 0,
-        client_name="killswitch-client",
-    )
-
+    return redis.Redis.from_url(url, **connection_options(pubsub=pubsub))
 
 class KillSwitch(_ClientBase):
     """The kill switch as a trading process sees it, kept in memory.
