@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
-django_app = get_asgi_application()
+
+from riskcontrol.handlers import get_http_application  # noqa: E402
+
+# The product's HTTP handler (riskcontrol/asgi.py), for the bare view as for the API.
+django_app = get_http_application()
 
 from django.conf import settings  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
@@ -38,3 +40,7 @@ from killswitch.throttling import ReadsYieldToWrites  # noqa: E402
 
 _limit = int(os.environ.get("BENCH_MAX_CONCURRENT_READS", "0")) or None
 application = django_app if os.environ.get("BENCH_NO_READ_ADMISSION") else ReadsYieldToWrites(django_app, _limit)
+
+from riskcontrol.handlers import settle_server_process  # noqa: E402
+
+settle_server_process()  # as riskcontrol/asgi.py

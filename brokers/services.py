@@ -33,10 +33,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from killswitch import background
 from killswitch import levels as L
 from killswitch.models import Event, Scope
 
@@ -90,39 +91,63 @@ def broker_scope(run: BrokerRun) -> BrokerScope:
 
 
 def create_runs_for_event(*, event: Event) -> list[BrokerRun]:
-    """The runs for a committed transition to halt or kill: one per account in scope.
-    Idempotent: a second call returns the same rows. Other events start nothing."""
+    """The runs for a committed (or committing) transition to halt or kill: one per
+    account in scope, due now. Idempotent: a second call returns the same rows. Other
+    events start nothing. Called inside the event's transaction (receivers.py), so a
+    halt and its runs commit together, and by the sweep for events that have none."""
     if event.new_level not in BROKER_LEVELS or event.outcome != "applied":
         return []
     scope = L.ScopeRef(event.scope_kind, event.scope_key)
-    runs = []
-    for account in accounts_in_scope(scope):
+    accounts = accounts_in_scope(scope)
+    now = timezone.now()
+    new_runs = []
+    for account in accounts:
         try:
             broker = broker_of(account)
         except BrokerError:
             broker = "unknown"  # the run fails with the reason, visibly, instead of vanishing
-        try:
-            with transaction.atomic():
-                run, _ = BrokerRun.objects.get_or_create(
-                    kind=RunKind.SWITCH, event_seq=event.seq, account=account,
-                    defaults={"scope_kind": scope.kind, "scope_key": scope.key, "level": event.new_level,
-                              "broker": broker},
-                )
-        except IntegrityError:
-            run = BrokerRun.objects.get(kind=RunKind.SWITCH, event_seq=event.seq, account=account)
-        runs.append(run)
-    return runs
+        new_runs.append(BrokerRun(kind=RunKind.SWITCH, event_seq=event.seq, account=account,
+                                  scope_kind=scope.kind, scope_key=scope.key, level=event.new_level,
+                                  broker=broker, created_at=now, updated_at=now, due_at=now))
+    with transaction.atomic():
+        # One statement; rows that exist already (a second call) are left as they are.
+        BrokerRun.objects.bulk_create(new_runs, ignore_conflicts=True)
+        runs = {r.account: r for r in BrokerRun.objects.filter(
+            kind=RunKind.SWITCH, event_seq=event.seq, account__in=accounts)}
+    return [runs[a] for a in accounts if a in runs]
 
 
 def start_runs_for_event(*, event: Event) -> list[BrokerRun]:
-    """Create the runs for `event` and hand each to a Celery worker. A run whose
-    message cannot be published (Redis down) stays pending and is enqueued by the
-    sweep loop once it is overdue."""
+    """Create the runs for `event` (if they are not there yet) and hand each unfinished
+    one to a Celery worker. A run whose message cannot be published (Redis down) stays
+    pending and is enqueued by the sweep loop once it is overdue."""
     runs = create_runs_for_event(event=event)
     for run in runs:
         if not run.finished:
             enqueue_run(run_id=run.pk)
     return runs
+
+
+def dispatch_runs_for_event(*, event: Event) -> list[BrokerRun]:
+    """After commit: hand the event's runs, created in its transaction, to the workers.
+
+    The Celery messages go out from the after-commit lane (killswitch.background), so
+    the activation answers without waiting for them; the runs are already committed,
+    and a message lost with its process is re-sent by the sweep once the run is
+    overdue. If the runs are missing (the in-transaction receiver failed), they are
+    created here and enqueued at once."""
+    runs = list(BrokerRun.objects.filter(kind=RunKind.SWITCH, event_seq=event.seq))
+    if not runs:
+        return start_runs_for_event(event=event)
+    due = [run.pk for run in runs if not run.finished]  # due_at was set when they were created
+    if due:
+        background.submit(_publish_runs, due)
+    return runs
+
+
+def _publish_runs(run_ids: list[int]) -> None:
+    for run_id in run_ids:
+        _publish_run(run_id)
 
 
 # Publishing must not hold up the transition's after-commit hooks when Redis is down.
@@ -131,9 +156,13 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "i
 
 def enqueue_run(*, run_id: int, countdown: float = 0) -> bool:
     """Mark the run due and publish its task. Returns False when publishing failed."""
+    BrokerRun.objects.filter(pk=run_id).update(due_at=timezone.now() + timedelta(seconds=countdown))
+    return _publish_run(run_id, countdown)
+
+
+def _publish_run(run_id: int, countdown: float = 0) -> bool:
     from .tasks import execute_run  # the task module imports this one
 
-    BrokerRun.objects.filter(pk=run_id).update(due_at=timezone.now() + timedelta(seconds=countdown))
     try:
         execute_run.apply_async(args=[run_id], countdown=countdown or None, retry=True,
                                 retry_policy=PUBLISH_RETRY)

@@ -341,13 +341,13 @@ class KillSwitchApi(KillSwitchView):
         responses={200: StatusSerializer, **READ_ERRORS},
     )
     def get(self, request) -> Response:
-        states = selectors.scope_states()
+        version, states = selectors.status()
         policy = kill_switch_policy()
         glob = states[0]
         return Response({
             "level": glob.level,
             "active": glob.level != L.RUNNING,
-            "version": selectors.state_version(),
+            "version": version,
             "http_enabled": policy.http_enabled,
             "cooldown_minutes": policy.cooldown_minutes,
             "scopes": [{

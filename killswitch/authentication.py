@@ -11,6 +11,7 @@ Session authentication with CSRF (DRF's SessionAuthentication) serves the dashbo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import threading
@@ -90,6 +91,7 @@ def revoke_tokens(*, prefix: str) -> list[ApiToken]:
         for token in tokens:
             token.revoked_at = now
             token.save(update_fields=["revoked_at"])
+    _read_cache.clear()  # this process at once; other server processes within the cache's lifetime
     return tokens
 
 
@@ -114,6 +116,66 @@ def _note_use(token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _ReadCache:
+    """Tokens recently authenticated for reads, with their user and permissions, for
+    KILLSWITCH_READ_AUTH_CACHE_SECONDS (2 by default; 0 turns it off), per process.
+
+    A status poller would otherwise pay three queries (token, user permissions, group
+    permissions) on every read, which is most of the read's cost. Only reads use it:
+    a write always looks the token and the roles up in the database, so a revoked
+    token or a removed role cannot change anything from the moment of the change; it
+    stops reading within the cache's lifetime. Bounded in size; entries are handed out
+    as copies (each request gets its own user object, sharing the loaded permissions).
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Any, ApiToken]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _lifetime() -> float:
+        from django.conf import settings
+
+        return float(getattr(settings, "KILLSWITCH_READ_AUTH_CACHE_SECONDS", 2.0))
+
+    def get(self, key_hash: str) -> tuple[Any, ApiToken] | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        expires, user, token = entry
+        if time.monotonic() >= expires:
+            with self._lock:
+                if self._entries.get(key_hash) is entry:
+                    del self._entries[key_hash]
+            return None
+        return copy.copy(user), token
+
+    def put(self, key_hash: str, user: Any, token: ApiToken) -> None:
+        lifetime = self._lifetime()
+        if lifetime <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                now = time.monotonic()
+                for stale in [k for k, (expires, _, _) in self._entries.items() if expires <= now]:
+                    del self._entries[stale]
+                while len(self._entries) >= self.MAX_ENTRIES:  # oldest first (insertion order)
+                    del self._entries[next(iter(self._entries))]
+            self._entries[key_hash] = (time.monotonic() + lifetime, copy.copy(user), token)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_read_cache = _ReadCache()
+
+
 class HashedTokenAuthentication(BaseAuthentication):
     """`Authorization: Token ks_...` -> the token's user.
 
@@ -135,8 +197,13 @@ class HashedTokenAuthentication(BaseAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token: it contains non-ASCII characters.") from None
-        token = (ApiToken.objects.select_related("user")
-                 .filter(key_hash=hash_key(key)).first())
+        key_hash = hash_key(key)
+        reading = request.method in READ_METHODS
+        if reading:
+            kept = _read_cache.get(key_hash)
+            if kept is not None:
+                return kept
+        token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.revoked_at is not None:
@@ -145,6 +212,9 @@ class HashedTokenAuthentication(BaseAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
         _note_use(token)
+        if reading:
+            token.user.get_all_permissions()  # loads the user's permission cache (ModelBackend)
+            _read_cache.put(key_hash, token.user, token)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

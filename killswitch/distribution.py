@@ -168,28 +168,32 @@ def publish_state(snapshot: Snapshot, *, event: dict[str, Any] | None = None,
     """Write the snapshot to Redis and announce it. Returns False when Redis
     already held a newer version (and `force` was not set)."""
     client = client or get_redis()
+    return bool(client.eval(*_publish_args(snapshot, event, force)))
+
+
+def _publish_args(snapshot: Snapshot, event: dict[str, Any] | None, force: bool) -> tuple[Any, ...]:
     message = json.dumps({"type": "state", "version": snapshot.version, "levels": snapshot.levels,
                           "event": event})
-    written = client.eval(
+    return (
         _PUBLISH_STATE, 4, KEY_GLOBAL, KEY_STATE, KEY_SCOPES, CHANNEL,
         snapshot.version, snapshot.global_level, json.dumps(snapshot.levels),
         json.dumps({scope: json.dumps(d) for scope, d in snapshot.details.items()}),
         message, datetime.now(UTC).isoformat().replace("+00:00", "Z"), "1" if force else "0",
     )
-    return bool(written)
 
 
-def publish_event(event, *, state_changed: bool) -> None:
+def publish_event(event, *, state_changed: bool, snapshot: Snapshot | None = None) -> None:
     """After commit: append the event to the Redis log and, if it changed a level,
-    publish the state as the database now has it."""
+    publish the state as the database now has it (`snapshot`, taken after the commit,
+    or read here)."""
     from .policy import kill_switch_policy
 
-    client = get_redis()
     entry = event.as_log_entry()
-    # The state first: it is what trading processes wait for; the log can follow.
+    # One round trip; Redis runs the commands in this order: the state first (it is what
+    # trading processes wait for), the log after it.
+    pipe = get_redis().pipeline(transaction=False)
     if state_changed:
-        publish_state(take_snapshot(), event=entry, client=client)
-    pipe = client.pipeline(transaction=True)
+        pipe.eval(*_publish_args(snapshot or take_snapshot(), entry, False))
     pipe.lpush(KEY_LOG, json.dumps(entry))
     pipe.ltrim(KEY_LOG, 0, kill_switch_policy().log_max_entries - 1)
     pipe.execute()

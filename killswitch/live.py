@@ -6,8 +6,9 @@ Guarantees:
 - `push()` never raises: a dead channel layer must not break the switch, the
   broker run or the acknowledgement that called it. Failures are logged.
 - Events are pushed from `event_committed`, i.e. after their transaction commits,
-  in the order the committing thread sends them; each carries its `seq`, so a page
-  can drop duplicates and notice a gap (it then reloads the state).
+  in the order this process queued them (background.py); each
+  carries its `seq`, so a page can drop duplicates and notice a gap (it then
+  reloads the state).
 
 Other parts call `push("run", {...})` (broker run progress) and `push("ack", {...})`
 (a trading process acknowledged a version); the page re-reads the runs and clients
@@ -16,15 +17,14 @@ it shows when one arrives.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from . import background
 
 logger = logging.getLogger("killswitch")
 
@@ -43,35 +43,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _send(layer: Any, message: dict[str, Any]) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        async_to_sync(layer.group_send)(GROUP, message)
-        return
-    # Called synchronously from a thread that runs an event loop (async_to_sync refuses
-    # that): send from a helper thread and wait for it, so order is kept.
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            async_to_sync(layer.group_send)(GROUP, message)
-        except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
-
-    helper = threading.Thread(target=send, name="killswitch-live-push", daemon=True)
-    helper.start()
-    helper.join(timeout=5)
-    if errors:
-        raise errors[0]
+def flush(timeout: float = 5.0) -> bool:
+    """Block until every push queued by this process so far has been sent."""
+    return background.flush(timeout)
 
 
 def push(kind: str, payload: dict[str, Any]) -> bool:
     """Send `payload` to every open Risk page as `{"kind": kind, "payload": ..., "sent_at": ...}`.
 
     `kind` is one of event, run, ack, ping. Datetimes are sent as ISO strings.
-    Returns False (and logs) when the channel layer could not be reached. Raises only
-    ValueError for an unknown kind (a programming error, not a runtime condition).
+    Queued and sent in order from the after-commit lane (background.py); returns False when
+    there is no channel layer or the push could not be queued; a failed send is logged
+    there. Raises only ValueError for an unknown kind (a programming error).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown live push kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -85,9 +68,11 @@ def push(kind: str, payload: dict[str, Any]) -> bool:
         "sent_at": time.time(),
     }
     try:
-        _send(layer, message)
+        # Sent from the after-commit lane: the committing request does not wait for the
+        # channel layer, nor borrow the server's busy event loop (background.py).
+        background.submit(layer.group_send, GROUP, message)
     except Exception:  # the page re-syncs on reconnect; the switch must go on
-        logger.warning("live push of %s failed", kind, exc_info=True)
+        logger.warning("live push of %s could not be queued", kind, exc_info=True)
         return False
     return True
 
@@ -127,17 +112,34 @@ def event_row(event: Any) -> dict[str, Any]:
     }
 
 
-def on_event_committed(sender: Any, event: Any, changed: bool = False, **kwargs: Any) -> None:
+def snapshot_rows(snapshot: Any) -> list[dict[str, Any]] | None:
+    """scope_rows() from a distribution.Snapshot taken after the commit (the one just
+    published to Redis), so a transition reads its scopes once, not twice. None when
+    the snapshot lacks the global row (scope_rows() then fills it in)."""
+    from . import clock
+    from . import levels as L
+
+    if snapshot is None or L.GLOBAL not in snapshot.details:
+        return None
+    now = clock.now().timestamp()
+    rows = []
+    for d in sorted(snapshot.details.values(), key=lambda d: (L.SCOPE_KINDS.index(d["kind"]), d["key"])):
+        until = datetime.fromisoformat(d["cooldown_until"]).timestamp() if d["cooldown_until"] else None
+        rows.append({**d, "cooldown_remaining_seconds": round(max(0.0, until - now), 1) if until else 0.0})
+    return rows
+
+
+def on_event_committed(sender: Any, event: Any, changed: bool = False, snapshot: Any = None,
+                       **kwargs: Any) -> None:
     """Receiver for killswitch.signals.event_committed: push the event and, when a level
     changed, every scope's new state, so the page redraws without a round trip."""
     payload: dict[str, Any] = {"event": event_row(event), "changed": bool(changed)}
     if changed:
         try:
-            payload["scopes"] = scope_rows()
+            payload["scopes"] = snapshot_rows(snapshot) or scope_rows()
         except Exception:  # the page falls back to re-reading the state
             logger.warning("could not read scopes for the live push", exc_info=True)
     push("event", payload)
-
 
 
 

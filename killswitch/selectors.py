@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from . import clock
@@ -32,20 +33,73 @@ class ScopeState:
 
 def scope_states(*, now: datetime | None = None) -> list[ScopeState]:
     """Every scope the switch knows (global first), with its cooldown remaining."""
-    now = now or clock.now()
-    rows = sorted(Scope.objects.all(), key=lambda r: (L.SCOPE_KINDS.index(r.kind), r.key))
-    if not rows or rows[0].kind != L.GLOBAL:
-        rows.insert(0, Scope(kind=L.GLOBAL, key=""))
-    return [
-        ScopeState(r.label, r.kind, r.key, r.level, r.reason, r.actor, r.source, r.since,
-                   r.cooldown_until, r.cooldown_remaining_seconds(now), r.version)
-        for r in rows
-    ]
+    return _states_of(_sorted_rows(Scope.objects.all()), now or clock.now())
 
 
 def state_version() -> int:
     head = AuditHead.objects.filter(pk=1).first()
     return head.state_version if head else 0
+
+
+def status(*, now: datetime | None = None) -> tuple[int, list[ScopeState]]:
+    """(state version, every scope's state) for the status endpoint, in one small query
+    while nothing changed.
+
+    The scope rows are kept per process under the key (state version, highest scope id):
+    every applied change bumps the version, every new scope row takes a higher id, so the
+    key read before the rows tells whether the kept rows are still the database's. Rows
+    read while a change commits are returned but not kept (their own versions and ids
+    disagree with the key). Cooldowns remaining are computed on every call.
+    """
+    global _status_rows
+    key = _status_key()
+    kept = _status_rows
+    if kept is not None and kept[0] == key:
+        rows = kept[1]
+    else:
+        rows = _sorted_rows(Scope.objects.all())
+        stored = [r for r in rows if r.pk is not None]
+        if key == (max((r.version for r in stored), default=0), max((r.pk for r in stored), default=0)):
+            _status_rows = (key, rows)
+    return key[0], _states_of(rows, now or clock.now())
+
+
+_status_rows: tuple[tuple[int, int], list[Scope]] | None = None
+
+
+def _status_key() -> tuple[int, int]:
+    # Plain SQL: this runs on every status read, and compiling the ORM query cost more
+    # than running it (profiled: ~0.5 ms of a ~1 ms read).
+    global _status_sql
+    if _status_sql is None:
+        q = connection.ops.quote_name
+        head, scope = AuditHead._meta, Scope._meta
+        _status_sql = (
+            f"SELECT (SELECT {q(head.get_field('state_version').column)} FROM {q(head.db_table)} "
+            f"WHERE {q(head.pk.column)} = 1), (SELECT MAX({q(scope.pk.column)}) FROM {q(scope.db_table)})"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_status_sql)
+        version, max_scope_id = cursor.fetchone()
+    return version or 0, max_scope_id or 0
+
+
+_status_sql: str | None = None
+
+
+def _sorted_rows(rows: Any) -> list[Scope]:
+    ordered = sorted(rows, key=lambda r: (L.SCOPE_KINDS.index(r.kind), r.key))
+    if not ordered or ordered[0].kind != L.GLOBAL:
+        ordered.insert(0, Scope(kind=L.GLOBAL, key=""))
+    return ordered
+
+
+def _states_of(rows: list[Scope], now: datetime) -> list[ScopeState]:
+    return [
+        ScopeState(r.label, r.kind, r.key, r.level, r.reason, r.actor, r.source, r.since,
+                   r.cooldown_until, r.cooldown_remaining_seconds(now), r.version)
+        for r in rows
+    ]
 
 
 def global_level() -> str:

@@ -31,7 +31,7 @@ from . import clock
 from . import levels as L
 from .models import GENESIS_HASH, Action, AuditHead, Event, Outcome, Scope, Source
 from .policy import kill_switch_policy
-from .signals import event_committed
+from .signals import event_committed, event_recorded
 
 logger = logging.getLogger("killswitch")
 
@@ -211,6 +211,7 @@ def _append_event(head: AuditHead, *, changed: bool = False, **fields: Any) -> E
     head.last_seq = event.seq
     head.last_hash = event.hash
     head.save(update_fields=["last_seq", "last_hash", "state_version"])
+    event_recorded.send(event=event, changed=changed)  # rows that commit with the event
     transaction.on_commit(partial(_after_commit, event, changed))
     return event
 
@@ -229,11 +230,15 @@ def _after_commit(event: Event, changed: bool) -> None:
             "detail": event.detail, "version": event.version, "client_address": event.client_address,
         },
     )
+    snapshot = None
     try:
-        distribution.publish_event(event, state_changed=changed)
+        # Read once, after the commit: published to Redis and handed to the receivers.
+        snapshot = distribution.take_snapshot() if changed else None
+        distribution.publish_event(event, state_changed=changed, snapshot=snapshot)
     except Exception:  # Redis down: the reconciler heals it; the DB already has the truth
         logger.warning("could not publish event to Redis", exc_info=True, extra={"seq": event.seq})
-    for receiver, result in event_committed.send_robust(sender=Event, event=event, changed=changed):
+    for receiver, result in event_committed.send_robust(sender=Event, event=event, changed=changed,
+                                                        snapshot=snapshot):
         if isinstance(result, Exception):
             logger.error("event_committed receiver %s failed: %r", receiver, result, extra={"seq": event.seq})
 

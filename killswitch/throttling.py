@@ -19,6 +19,8 @@ setting at a shared (Redis) cache. A cache failure never blocks a request.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import ipaddress
 import logging
 import time
@@ -122,37 +124,127 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ReadsYieldToWrites:
-    """ASGI middleware: at most KILLSWITCH_MAX_CONCURRENT_READS reads (GET, HEAD,
-    OPTIONS) are inside the application at once; any other request enters at once.
+    """ASGI middleware giving writes (any method but GET, HEAD, OPTIONS) priority over reads.
 
-    Why: Django serves each request as a chain of hops between the event loop and
-    worker threads, and every hop waits its turn behind the hops of every other request
-    in flight. With 200 dashboards and scripts polling the status, an activation would
-    wait behind all of them (seconds, during a crash). Reads waiting here cost nothing
-    (a parked coroutine), so an activation competes with a few reads only. Reads lose no
-    throughput: the process is CPU-bound either way; they queue instead of interleaving.
+    - At most KILLSWITCH_MAX_CONCURRENT_READS reads are inside the application at once.
+    - While a write is inside, no further read enters; reads already inside finish.
+      The hold lasts until the last write leaves, or KILLSWITCH_WRITE_PRIORITY_MS of
+      continuous writes, whichever is first: a flood of (refused) writes delays reads
+      but never starves them.
+    - A write always enters at once.
+
+    Why: Django serves a request as a chain of hops between the event loop and one
+    worker thread shared by all requests, and one process has one GIL. With 200
+    dashboards and scripts polling the status, an activation's every hop and every
+    database or Redis round trip would wait behind the reads' (measured: p50 140 ms).
+    Holding new reads while the activation runs leaves it the process to itself apart
+    from the few reads already inside. Waiting reads cost nothing (parked coroutines)
+    and lose no throughput: the process is CPU-bound either way, and a read that waited
+    for the write sees its result.
 
     Wrap the HTTP application: `ReadsYieldToWrites(get_asgi_application())`.
     """
 
-    def __init__(self, app, max_concurrent_reads: int | None = None) -> None:
+    def __init__(self, app, max_concurrent_reads: int | None = None,
+                 write_priority_seconds: float | None = None) -> None:
         self.app = app
         self.limit = max_concurrent_reads
-        self._semaphores: dict[int, object] = {}
+        self.write_priority_seconds = write_priority_seconds
+        self._gates: dict[int, _Gate] = {}
 
-    def _semaphore(self):
-        import asyncio
-
+    def _gate(self) -> _Gate:
         loop = asyncio.get_running_loop()
-        semaphore = self._semaphores.get(id(loop))
-        if semaphore is None:
+        gate = self._gates.get(id(loop))
+        if gate is None:
             limit = self.limit or int(getattr(settings, "KILLSWITCH_MAX_CONCURRENT_READS", 4))
-            semaphore = self._semaphores[id(loop)] = asyncio.Semaphore(max(1, limit))
-        return semaphore
+            wait = self.write_priority_seconds
+            if wait is None:
+                wait = int(getattr(settings, "KILLSWITCH_WRITE_PRIORITY_MS", 250)) / 1000
+            gate = self._gates[id(loop)] = _Gate(max(1, limit), max(0.0, wait))
+        return gate
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope.get("type") != "http" or scope.get("method") not in SAFE_METHODS:
+        if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        async with self._semaphore():
+        gate = self._gate()
+        if scope.get("method") in SAFE_METHODS:
+            await gate.enter_read()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                gate.leave_read()
+            return
+        gate.enter_write()
+        try:
             await self.app(scope, receive, send)
+        finally:
+            gate.leave_write()
+
+
+class _Gate:
+    """The admission state of one event loop (one server process serves one loop).
+
+    Reads waiting for a slot queue in arrival order. While writes are inside (`held`),
+    no read is admitted; the hold ends when the last write leaves, or after
+    `write_priority_seconds` of continuous writes, whichever comes first. Everything
+    runs on the event loop's thread, so no locks are needed.
+    """
+
+    def __init__(self, read_slots: int, write_priority_seconds: float) -> None:
+        self.read_slots = read_slots
+        self.write_priority_seconds = write_priority_seconds
+        self.reading = 0
+        self.writes = 0
+        self.held = False
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+
+    def enter_write(self) -> None:
+        self.writes += 1
+        if self.writes == 1 and self.write_priority_seconds > 0:
+            self.held = True
+            self._hold_timer = asyncio.get_running_loop().call_later(
+                self.write_priority_seconds, self._end_hold)
+
+    def leave_write(self) -> None:
+        self.writes -= 1
+        if self.writes == 0:
+            self._end_hold()
+
+    def _end_hold(self) -> None:
+        self.held = False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self._admit()
+
+    async def enter_read(self) -> None:
+        if not self.held and not self._waiting and self.reading < self.read_slots:
+            self.reading += 1
+            return
+        admitted = asyncio.get_running_loop().create_future()
+        self._waiting.append(admitted)
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled():
+                self.leave_read()  # admitted just as the client went away: free the slot
+            else:
+                try:
+                    self._waiting.remove(admitted)
+                except ValueError:
+                    pass
+            raise
+
+    def leave_read(self) -> None:
+        self.reading -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        while not self.held and self.reading < self.read_slots and self._waiting:
+            admitted = self._waiting.popleft()
+            if admitted.done():  # cancelled while waiting
+                continue
+            self.reading += 1
+            admitted.set_result(None)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
+
+from riskcontrol.handlers import get_http_application, settle_server_process
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
 # daphne serves no static files itself; the admin and the Risk page's JS/CSS are small
 # and few, so the application serves them (a reverse proxy may take over in production).
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+# The handler runs each request's middleware and view in one worker-thread hop (handlers.py).
+django_asgi_app = ASGIStaticFilesHandler(get_http_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -26,3 +28,5 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+settle_server_process()

@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import Group
 
-from killswitch import clock, policy
+from killswitch import background, clock, policy
 
 FIGURES: list[tuple[str, str, str]] = []
 
@@ -60,6 +60,15 @@ def _reset_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+@pytest.fixture(autouse=True)
+def _drain_after_commit_lane(monkeypatch) -> Iterator[None]:
+    """What a test queued on the after-commit lane (live pushes, Celery messages) runs
+    before its monkeypatches are undone (this fixture depends on monkeypatch, so it is
+    torn down first) and never spills into the next test."""
+    yield
+    assert background.flush(10), "the after-commit lane did not drain within 10 s"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
-from killswitch.authentication import issue_token
+from killswitch.authentication import _read_cache, issue_token
 
 URL = "/api/risk/kill-switch"
 HISTORY_URL = "/api/risk/kill-switch/history"
@@ -24,8 +24,10 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts():
     caches["default"].clear()
+    _read_cache.clear()
     yield
     caches["default"].clear()
+    _read_cache.clear()
 
 
 @pytest.fixture

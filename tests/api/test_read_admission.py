@@ -29,3 +29,45 @@ async def test_a_write_enters_while_reads_wait_for_their_slot():
     assert sorted(entered) == ["GET /r0", "GET /r1", "GET /r2", "POST /api/risk/kill-switch"]
     # WebSocket and lifespan scopes are never held.
     await asyncio.wait_for(gate({"type": "websocket", "path": "/ws"}, None, None), timeout=5)
+
+
+async def test_no_read_enters_while_a_write_is_inside():
+    entered: list[str] = []
+    write_inside, finish_write = asyncio.Event(), asyncio.Event()
+
+    async def app(scope, receive, send):
+        entered.append(f"{scope['method']} {scope['path']}")
+        if scope["method"] == "POST":
+            write_inside.set()
+            await finish_write.wait()
+
+    gate = ReadsYieldToWrites(app, max_concurrent_reads=4, write_priority_seconds=30)
+    write = asyncio.create_task(gate({"type": "http", "method": "POST", "path": "/w"}, None, None))
+    await asyncio.wait_for(write_inside.wait(), timeout=5)
+    reads = [asyncio.create_task(gate({"type": "http", "method": "GET", "path": f"/r{i}"}, None, None))
+             for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert entered == ["POST /w"]  # free read slots, yet the reads wait for the write
+    finish_write.set()
+    await asyncio.wait_for(asyncio.gather(write, *reads), timeout=5)
+    assert entered[0] == "POST /w" and sorted(entered[1:]) == ["GET /r0", "GET /r1", "GET /r2"]
+
+
+async def test_reads_wait_for_writes_only_so_long():
+    entered: list[str] = []
+    finish_writes = asyncio.Event()
+
+    async def app(scope, receive, send):
+        entered.append(scope["method"])
+        if scope["method"] == "POST":
+            await finish_writes.wait()
+
+    # A flood of writes that never ends must not starve reads past the priority window.
+    gate = ReadsYieldToWrites(app, max_concurrent_reads=2, write_priority_seconds=0.1)
+    writes = [asyncio.create_task(gate({"type": "http", "method": "POST", "path": "/w"}, None, None))
+              for _ in range(3)]
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(gate({"type": "http", "method": "GET", "path": "/r"}, None, None), timeout=5)
+    assert entered.count("GET") == 1 and entered.count("POST") == 3
+    finish_writes.set()
+    await asyncio.wait_for(asyncio.gather(*writes), timeout=5)

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from killswitch import clock, services
 from killswitch.models import ApiToken, Event, Scope
+from tests.conftest import wait_for
 
 from .conftest import HISTORY_URL, URL
 
@@ -181,3 +182,61 @@ def test_history_is_newest_first_filtered_and_keyset_paginated(trader, viewer, c
     assert event["timestamp"].endswith("Z")
     future = client.get(f"{HISTORY_URL}?since=2999-01-01T00:00:00Z").json()
     assert future == {"events": [], "next": None, "next_before": None}
+
+
+def test_reads_reuse_a_token_briefly_but_writes_always_check_the_database(trader, settings):
+    """Revoked in another process (here: straight in the database, which is all another
+    process can do): writes are refused at once; reads stop within the cache lifetime."""
+    settings.KILLSWITCH_READ_AUTH_CACHE_SECONDS = 1
+    key = _cli("token", "tom_trader")[1].strip()
+    client = _client(key)
+    assert client.get(URL).status_code == 200  # authenticated and kept for reads
+    ApiToken.objects.update(revoked_at=clock.now())
+    refused = client.post(URL, ACTIVATE, format="json")
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]
+    assert Scope.objects.get(kind="global").level == "running"
+    wait_for(lambda: client.get(URL).status_code == 401, timeout=10)
+    # Revoking in this process (the CLI, the admin) forgets the token at once.
+    other = _cli("token", "tom_trader")[1].strip()
+    assert _client(other).get(URL).status_code == 200
+    assert _cli("token", "--revoke", other[:11])[0] == 0
+    assert _client(other).get(URL).status_code == 401
+
+
+def test_a_role_removed_stops_writes_at_once(trader, settings):
+    settings.KILLSWITCH_READ_AUTH_CACHE_SECONDS = 60
+    key = _cli("token", "tom_trader")[1].strip()
+    client = _client(key)
+    assert client.get(URL).status_code == 200
+    trader.groups.clear()
+    response = client.post(URL, ACTIVATE, format="json")
+    assert response.status_code == 403
+    assert Scope.objects.get(kind="global").level == "running"
+
+
+def test_read_cache_off_looks_every_read_up(trader, settings):
+    settings.KILLSWITCH_READ_AUTH_CACHE_SECONDS = 0
+    key = _cli("token", "tom_trader")[1].strip()
+    client = _client(key)
+    assert client.get(URL).status_code == 200
+    ApiToken.objects.update(revoked_at=clock.now())
+    assert client.get(URL).status_code == 401
+
+
+def test_status_read_shows_every_change_at_once(trader, risk_officer, client_for):
+    """The status keeps the scope rows between reads; every change, from any process
+    (here: the services directly), must show on the next read."""
+    reader = client_for(trader)
+    assert reader.get(URL).json()["level"] == "running"
+    before = reader.get(URL).json()
+    services.activate(scope="account:DU1", level="kill", reason="runaway", actor=trader, source="cli")
+    # (on_commit hooks do not run inside the test transaction; the status reads the rows.)
+    after = reader.get(URL).json()
+    assert after["version"] > before["version"]
+    assert {s["scope"]: s["level"] for s in after["scopes"]}["account:DU1"] == "kill"
+    # A row created without a version change (a scope first seen) shows too.
+    Scope.objects.create(kind="symbol", key="ZZZ")
+    assert "symbol:ZZZ" in {s["scope"] for s in reader.get(URL).json()["scopes"]}
+    # Cooldown remaining is computed per read, not kept.
+    first = {s["scope"]: s for s in reader.get(URL).json()["scopes"]}["account:DU1"]
+    assert first["cooldown_remaining_seconds"] > 0 and first["cooldown_until"]

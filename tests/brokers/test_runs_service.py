@@ -40,6 +40,7 @@ def demo(monkeypatch):
     use_config(monkeypatch, BROKERS)
     # No worker in this module: runs are executed in-process by calling the service.
     monkeypatch.setattr(services, "enqueue_run", lambda **kw: True)
+    monkeypatch.setattr(services, "_publish_run", lambda run_id, countdown=0: True)
     services.seed_demo_data()
 
 
@@ -242,13 +243,16 @@ def test_seed_opens_every_configured_paper_account_so_a_global_halt_fails_nowher
 
 @pytest.fixture
 def lost_hook():
-    """The broker receiver never runs, as when a process dies between commit and hook."""
+    """No broker receiver runs: as when the in-transaction receiver failed (its savepoint
+    rolled back) and the process died between commit and the after-commit hook."""
     from brokers import receivers
-    from killswitch.signals import event_committed
+    from killswitch.signals import event_committed, event_recorded
 
+    event_recorded.disconnect(dispatch_uid="brokers.create_runs")
     event_committed.disconnect(dispatch_uid="brokers.start_runs")
     yield
     event_committed.connect(receivers.start_runs, dispatch_uid="brokers.start_runs")
+    event_recorded.connect(receivers.create_runs, dispatch_uid="brokers.create_runs")
 
 
 def test_the_sweep_starts_runs_a_lost_after_commit_hook_never_created(lost_hook, trader):
@@ -259,6 +263,59 @@ def test_the_sweep_starts_runs_a_lost_after_commit_hook_never_created(lost_hook,
     started = services.ensure_runs_for_missed_events()
     assert [(r.account, r.event_seq, r.level) for r in started] == [("DU111111", result.event.seq, "kill")]
     assert services.ensure_runs_for_missed_events() == []  # idempotent
+
+
+def test_runs_commit_with_their_event_and_a_lost_hook_only_delays_them(monkeypatch, trader):
+    """The runs are written in the event's transaction; when the after-commit hook that
+    hands them to the workers never runs, the sweep does once they are overdue."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from killswitch.signals import event_committed
+
+    enqueued: list[int] = []
+    monkeypatch.setattr(services, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
+    event_committed.disconnect(dispatch_uid="brokers.start_runs")
+    try:
+        result = ks.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    finally:
+        from brokers import receivers
+
+        event_committed.connect(receivers.start_runs, dispatch_uid="brokers.start_runs")
+    runs = list(BrokerRun.objects.order_by("account"))
+    assert [(r.account, r.event_seq, r.state) for r in runs] == [
+        ("DU111111", result.event.seq, "pending"), ("DU222222", result.event.seq, "pending")]
+    assert all(r.due_at is not None for r in runs)
+    assert services.resume_stale_runs() == []  # not overdue yet: a worker may be about to take them
+    BrokerRun.objects.update(due_at=timezone.now() - timedelta(seconds=10))
+    assert sorted(services.resume_stale_runs()) == sorted(r.pk for r in runs) == sorted(enqueued)
+
+
+def test_a_failing_in_transaction_receiver_never_undoes_the_event(trader):
+    """A receiver whose SQL fails is rolled back alone (on PostgreSQL the failed statement
+    would otherwise abort the transaction); the halt commits and gets its runs after commit."""
+    from django.db import connection
+
+    from killswitch.signals import event_recorded
+
+    def broken(*, event, changed):
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO no_such_table VALUES (1)")
+
+    event_recorded.disconnect(dispatch_uid="brokers.create_runs")
+    event_recorded.connect(broken, dispatch_uid="tests.broken")
+    try:
+        result = ks.activate(scope="account:DU222222", level="halt", reason="r", actor=trader, source="api")
+    finally:
+        event_recorded.disconnect(dispatch_uid="tests.broken")
+        from brokers import receivers
+
+        event_recorded.connect(receivers.create_runs, dispatch_uid="brokers.create_runs")
+    assert result.changed and Event.objects.filter(seq=result.event.seq, outcome="applied").exists()
+    assert ks.verify_audit_chain().ok
+    # The after-commit hook found no runs and created them.
+    assert [(r.account, r.event_seq) for r in BrokerRun.objects.all()] == [("DU222222", result.event.seq)]
 
 
 def test_a_lifted_halt_gets_no_late_runs(lost_hook, trader, risk_officer, set_policy):

@@ -52,6 +52,8 @@ def test_out_of_band_escalation_is_applied_and_audited_with_source_redis(reconci
 
 
 def test_out_of_band_resume_during_cooldown_is_reverted_as_a_violation(reconciler, redis_client, trader):
+    # The reconciler's first round (Redis empty: restore) is over before the test acts.
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
     services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
     wait_for(lambda: redis_client.get("trading_switch") == "halt")
     redis_client.set("trading_switch", "running")
@@ -63,6 +65,7 @@ def test_out_of_band_resume_during_cooldown_is_reverted_as_a_violation(reconcile
 
 
 def test_out_of_band_resume_after_cooldown_is_applied(reconciler, redis_client, trader):
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
     services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
     wait_for(lambda: redis_client.get("trading_switch") == "halt")
     clock.advance(minutes=61)
