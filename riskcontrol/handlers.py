@@ -1,32 +1,66 @@
-"""The ASGI handler for the project's HTTP side: Django's, with the middleware chain and
-the view run in one hop to the worker thread instead of one hop per middleware.
+"""The ASGI handler for the project's HTTP side: Django's, with two changes measured on
+the API benchmark (bench/bench_api.py).
 
-Django's ASGIHandler builds an async middleware chain. Every middleware of ours is a
-MiddlewareMixin with synchronous process_request/process_response, which the async
-chain runs through sync_to_async one at a time: measured here, 17 thread hops per
-request (`yappi` on the status endpoint). Every sync view and every sync middleware
-of the process share one worker thread, so an activation's hops queue behind those
-of every read in flight. Loading the chain in sync mode and entering it once turns
-the request into a single job for that thread: less overhead per request, and an
-activation waits for at most one job per read in flight (throttling.ReadsYieldToWrites
-keeps those few).
+1. The middleware chain and the view run in one hop to the request's worker thread
+   instead of one hop per middleware. Django's ASGIHandler builds an async chain;
+   every middleware of ours is a MiddlewareMixin with synchronous process_request /
+   process_response, which the async chain runs through sync_to_async one at a time:
+   17 thread hops per request (profiled with yappi). Each hop is a round trip through
+   the event loop, which under load is busy with every other request.
 
+2. Requests run on a pool of long-lived worker threads (KILLSWITCH_HTTP_THREADS,
+   8 by default) instead of a thread created, and a second one to join it, for every
+   request (Django enters a fresh asgiref ThreadSensitiveContext per request). A
+   request still has one thread to itself from start to finish, as Django requires
+   (its database connection is per thread), and a kept worker keeps its database
+   connection between requests (CONN_MAX_AGE, checked before reuse).
+
+A request waits for a free worker only when all are busy; reads are admitted a few
+at a time (throttling.ReadsYieldToWrites), so the others are there for writes.
 Async views still work: in a sync chain Django runs them with async_to_sync.
-Channels (WebSocket) is unaffected; it does not go through this handler.
+Channels (WebSocket) does not go through this handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
 
 class OneHopASGIHandler(ASGIHandler):
-    def __init__(self) -> None:
-        super(ASGIHandler, self).__init__()  # BaseHandler: no async chain
+    def __init__(self, threads: int | None = None) -> None:
+        super(ASGIHandler, self).__init__()  # BaseHandler: the chain is loaded in sync mode
         self.load_middleware(is_async=False)
+        self.threads = threads
+        self._pools: dict[int, asyncio.Queue[ThreadPoolExecutor]] = {}
+
+    def _pool(self) -> asyncio.Queue[ThreadPoolExecutor]:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(id(loop))
+        if pool is None:
+            size = max(1, self.threads or int(getattr(settings, "KILLSWITCH_HTTP_THREADS", 8)))
+            pool = self._pools[id(loop)] = asyncio.Queue()
+            for n in range(size):
+                pool.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{n}"))
+        return pool
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        pool = self._pool()
+        worker = await pool.get()
+        try:
+            # A context with our executor: every thread-sensitive call of this request
+            # runs on that one kept thread (the caller owns the executor; it is reused).
+            async with ThreadSensitiveContext(executor=worker):
+                await self.handle(scope, receive, send)
+        finally:
+            pool.put_nowait(worker)
 
     async def get_response_async(self, request):
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
