@@ -95,8 +95,13 @@ DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 try:
     # Connections are kept between requests (and checked before reuse): opening one per
     # request costs the status read a third of its time on SQLite and more on PostgreSQL.
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60),
-                                conn_health_checks=True)
+    # Each HTTP worker thread keeps one (riskcontrol/handlers.py). Not inside pytest's own
+    # process: helper threads there (Channels, asgiref) would keep sessions open and
+    # PostgreSQL refuses to drop a test database in use; the servers the tests start
+    # (tests/stack.py) keep them as in production.
+    _db = dj_database_url.parse(
+        DATABASE_URL, conn_max_age=0 if "pytest" in sys.modules else envint("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True)
 except Exception as exc:  # dj_database_url raises several types for a bad URL
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} cannot be parsed: {exc}") from exc
 if _db["ENGINE"] == "django.db.backends.sqlite3":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost:8000")
 
 
-@sync_to_async
+@database_sync_to_async  # closes its thread's connection afterwards (PostgreSQL test teardown)
 def session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)
@@ -58,7 +59,7 @@ async def test_viewer_connects_and_gets_events_in_commit_order(viewer, trader, r
     hello = await communicator.receive_json_from(timeout=5)
     assert hello["kind"] == "hello" and hello["payload"]["user"] == "vera_viewer"
 
-    @sync_to_async
+    @database_sync_to_async
     def act():
         services.activate(scope="global", level="pause", reason="one", actor=trader, source="api")
         services.activate(scope="global", level="halt", reason="two", actor=trader, source="cli")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import redis
 import requests
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -98,7 +98,9 @@ def test_hostile_redis_values_are_reverted_and_clients_fail_closed(stack, probes
     assert Scope.objects.get(kind="global").level == "running"
 
 
-@sync_to_async
+# database_sync_to_async closes the worker thread's connection afterwards: a session left
+# open there would keep PostgreSQL from dropping the test database.
+@database_sync_to_async
 def _cookie(user) -> bytes:
     c = Client()
     c.force_login(user)
@@ -121,7 +123,7 @@ async def test_hostile_websocket_frames_change_nothing(risk_officer):
     await ws.send_to(bytes_data=b"\x00\xff")
     assert (await ws.receive_json_from(timeout=5))["kind"] == "error"
     await ws.disconnect()
-    assert await sync_to_async(lambda: Scope.objects.get(kind="global").level)() == "running"
+    assert await database_sync_to_async(lambda: Scope.objects.get(kind="global").level)() == "running"
 
 
 def test_a_hostile_config_file_stops_every_process_at_start(stack, tmp_path):
