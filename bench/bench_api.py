@@ -2,8 +2,10 @@
 bare Django view on the same server in the same run.
 
 Everything is private to this run: an embedded redis-server, a temporary SQLite
-database, one real daphne serving bench/api_support.py (the product's URLs plus a
-bare view). Load comes from keep-alive HTTP/1.1 clients on asyncio in this process;
+database (or with --postgres URL a temporary database created on that PostgreSQL
+server and dropped afterwards; the URL's role needs CREATEDB), one real daphne
+serving bench/api_support.py (the product's URLs plus a bare view, through the
+product's ASGI handler and read admission). Load comes from keep-alive HTTP/1.1 clients on asyncio in this process;
 activations come from a separate process so the load generator's own work does not
 delay them.
 
@@ -14,6 +16,7 @@ delay them.
    commit, Redis publish) every 100 ms. p50/p99. Goal p99 <= 50 ms.
 
 Usage: .venv/bin/python bench/bench_api.py [--clients 200] [--seconds 8] [--activations 100]
+                                          [--postgres postgres://user:pw@host:5432/any]
 """
 
 from __future__ import annotations
@@ -115,15 +118,17 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=8.0, help="per throughput phase")
     parser.add_argument("--activations", type=int, default=100)
+    parser.add_argument("--postgres", metavar="URL", help="run on a temporary database on this server")
     args = parser.parse_args()
 
     from riskcontrol.embedded_redis import EmbeddedRedis, free_port
 
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    database = _TemporaryPostgres(args.postgres) if args.postgres else None
     redis_server = EmbeddedRedis().start()
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "riskcontrol.settings",
-        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+        "DATABASE_URL": database.url if database else f"sqlite:///{work / 'bench.sqlite3'}",
         "REDIS_URL": redis_server.url,
         "LOG_LEVEL": "WARNING",
     })
@@ -187,10 +192,16 @@ def main() -> int:
             daphne.kill()
         log.close()
         redis_server.cleanup()
+        if database:
+            from django.db import connections
+
+            connections.close_all()
+            database.drop()
 
     ratio = status_rps / bare_rps if bare_rps else 0.0
     p50, p99 = statistics.median(latencies), pct(latencies, 99)
-    print(f"clients: {args.clients} keep-alive connections, one daphne process, SQLite, embedded Redis")
+    kind = f"PostgreSQL ({database.name})" if database else "SQLite"
+    print(f"clients: {args.clients} keep-alive connections, one daphne process, {kind}, embedded Redis")
     print(f"bare Django view            {bare_rps:8.1f} req/s  ({bare_err} errors)")
     print(f"GET /api/risk/kill-switch   {status_rps:8.1f} req/s  ({status_err} errors)")
     print(f"ratio status/bare: {ratio:.2f}x  (goal >= 0.5x: {'meets' if ratio >= 0.5 else 'MISSES'})")
@@ -203,6 +214,28 @@ def main() -> int:
         print("  e.g.", failures[:3])
     print(f"activation p99 under load / without load: {p99 / max(pct(idle, 99), 0.001):.2f}x")
     return 0 if ratio >= 0.5 and p99 <= 50 and not failures else 1
+
+
+class _TemporaryPostgres:
+    """A database created for this run on the server `url` points at, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit, urlunsplit
+
+        import psycopg
+
+        parts = urlsplit(url)
+        self.name = f"bench_api_{os.getpid()}"
+        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 async def _load_until(port: int, path: str, token: str, clients: int, process) -> float:

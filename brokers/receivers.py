@@ -24,7 +24,7 @@ logger = logging.getLogger("brokers")
 def create_runs(*, event, changed: bool) -> None:
     """Inside the event's transaction: the runs of a halt or kill commit with it."""
     if changed:
-        services.create_runs_for_event(event=event)  # decides which events get runs
+        services.insert_runs_for_new_event(event=event)  # decides which events get runs
 
 
 @receiver(event_committed, dispatch_uid="brokers.start_runs")

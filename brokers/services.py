@@ -90,31 +90,46 @@ def broker_scope(run: BrokerRun) -> BrokerScope:
     )
 
 
-def create_runs_for_event(*, event: Event) -> list[BrokerRun]:
-    """The runs for a committed (or committing) transition to halt or kill: one per
-    account in scope, due now. Idempotent: a second call returns the same rows. Other
-    events start nothing. Called inside the event's transaction (receivers.py), so a
-    halt and its runs commit together, and by the sweep for events that have none."""
+def _new_runs(event: Event) -> list[BrokerRun]:
+    """Unsaved runs for a transition to halt or kill: one per account in scope, due now.
+    None for other events."""
     if event.new_level not in BROKER_LEVELS or event.outcome != "applied":
         return []
     scope = L.ScopeRef(event.scope_kind, event.scope_key)
-    accounts = accounts_in_scope(scope)
     now = timezone.now()
-    new_runs = []
-    for account in accounts:
+    runs = []
+    for account in accounts_in_scope(scope):
         try:
             broker = broker_of(account)
         except BrokerError:
             broker = "unknown"  # the run fails with the reason, visibly, instead of vanishing
-        new_runs.append(BrokerRun(kind=RunKind.SWITCH, event_seq=event.seq, account=account,
-                                  scope_kind=scope.kind, scope_key=scope.key, level=event.new_level,
-                                  broker=broker, created_at=now, updated_at=now, due_at=now))
+        runs.append(BrokerRun(kind=RunKind.SWITCH, event_seq=event.seq, account=account,
+                              scope_kind=scope.kind, scope_key=scope.key, level=event.new_level,
+                              broker=broker, created_at=now, updated_at=now, due_at=now))
+    return runs
+
+
+def insert_runs_for_new_event(*, event: Event) -> None:
+    """Inside the event's own transaction (receivers.py): the event is new, so its runs
+    cannot exist yet; one INSERT, and the halt and its runs commit together."""
+    runs = _new_runs(event)
+    if runs:
+        BrokerRun.objects.bulk_create(runs)
+
+
+def create_runs_for_event(*, event: Event) -> list[BrokerRun]:
+    """The runs for a committed transition to halt or kill (see _new_runs). Idempotent:
+    a second call returns the same rows. Used after commit when the in-transaction
+    insert failed, and by the sweep for events that have none."""
+    runs = _new_runs(event)
+    if not runs:
+        return []
     with transaction.atomic():
-        # One statement; rows that exist already (a second call) are left as they are.
-        BrokerRun.objects.bulk_create(new_runs, ignore_conflicts=True)
-        runs = {r.account: r for r in BrokerRun.objects.filter(
-            kind=RunKind.SWITCH, event_seq=event.seq, account__in=accounts)}
-    return [runs[a] for a in accounts if a in runs]
+        # One statement; rows that exist already are left as they are.
+        BrokerRun.objects.bulk_create(runs, ignore_conflicts=True)
+        found = {r.account: r for r in BrokerRun.objects.filter(
+            kind=RunKind.SWITCH, event_seq=event.seq, account__in=[r.account for r in runs])}
+    return [found[r.account] for r in runs if r.account in found]
 
 
 def start_runs_for_event(*, event: Event) -> list[BrokerRun]:

@@ -188,11 +188,9 @@ def _lock_head() -> AuditHead:
 def _lock_scope(ref: L.ScopeRef) -> Scope:
     row = Scope.objects.select_for_update().filter(kind=ref.kind, key=ref.key).first()
     if row is None:
-        try:
-            with transaction.atomic():
-                Scope.objects.create(kind=ref.kind, key=ref.key)
-        except IntegrityError:
-            pass  # created concurrently; lock the winner's row
+        # INSERT ... ON CONFLICT DO NOTHING: a row created concurrently is no error (and
+        # needs no savepoint); then lock whichever row won.
+        Scope.objects.bulk_create([Scope(kind=ref.kind, key=ref.key)], ignore_conflicts=True)
         row = Scope.objects.select_for_update().get(kind=ref.kind, key=ref.key)
     return row
 
