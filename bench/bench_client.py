@@ -169,8 +169,13 @@ def watch_updates(url: str, seen: dict[int, float], stop: threading.Event) -> No
     sub.subscribe("killswitch:updates")
     while not stop.is_set():
         message = sub.get_message(timeout=0.1)
-        if message and '"type": "state"' in message["data"]:
-            seen.setdefault(json.loads(message["data"])["version"], time.time())
+        if not message:
+            continue
+        received = time.time()
+        # Parsed, not matched as text: the publish script re-encodes the message (cjson).
+        data = json.loads(message["data"])
+        if data.get("type") == "state":
+            seen.setdefault(data["version"], received)
     sub.close()
 
 
