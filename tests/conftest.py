@@ -7,6 +7,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +22,17 @@ FIGURES: list[tuple[str, str, str]] = []
 def figure(test: str, name: str, value: object) -> None:
     """Record a figure a fault drill measured; the run prints them all at the end."""
     FIGURES.append((test, name, str(value)))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The SQLite test database runs in WAL mode; Django removes the database file but
+    not its -wal and -shm companions when a connection of another thread outlived it."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
