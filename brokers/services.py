@@ -156,7 +156,7 @@ def dispatch_runs_for_event(*, event: Event) -> list[BrokerRun]:
         return start_runs_for_event(event=event)
     due = [run.pk for run in runs if not run.finished]  # due_at was set when they were created
     if due:
-        background.submit(_publish_runs, due)
+        background.dispatch.submit(_publish_runs, due)
     return runs
 
 

@@ -1,23 +1,27 @@
-"""One ordered background lane per process for the side effects of a committed event
-that the committing request need not wait for.
+"""Ordered background lanes for the side effects of a committed event that the
+committing request need not wait for.
 
 What goes here: messages to other systems once the database and Redis already hold
-the truth, i.e. live pushes to the Risk page (channel layer) and the Celery messages
-that hand broker runs to the workers. What does not: anything that reads or writes
-the database (a connection opened in this thread would never be closed), and the
-Redis state publish (an activation answers only once every trading process can see
-it).
+the truth. Two lanes, so that one stuck destination never holds up the other:
+- `dispatch`: the Celery messages that hand broker runs to the workers;
+- `live`: pushes to the open Risk pages (channel layer).
+What does not: anything that reads or writes the database (a connection opened in a
+lane's thread would never be closed), and the Redis state publish (an activation
+answers only once every trading process can see it).
 
 Guarantees:
-- Work runs in submission order, one item at a time, in a daemon thread with its own
-  event loop (coroutine functions are awaited there, plain functions called).
-- A failing item is logged and never stops the lane.
+- Work on a lane runs in submission order, one item at a time, in a daemon thread with
+  its own event loop (coroutine functions are awaited there, at most
+  ITEM_TIMEOUT_SECONDS each; plain functions are called and bound by their own
+  timeouts).
+- A failing item is logged and never stops its lane; a lane whose thread died anyway
+  is started again on the next submit.
 - A process that exits runs what is queued first (atexit, bounded), so an activation
   from the CLI still reaches the workers and the open pages. If a process dies
   without that, nothing is lost that matters: broker runs are rows committed with
   their event, and the sweep re-enqueues runs nobody took once they are overdue; an
   open page re-syncs on its next event or reconnect.
-- After a fork (Celery's prefork workers) the child starts its own lane.
+- After a fork (Celery's prefork workers) the child starts its own lanes.
 """
 
 from __future__ import annotations
@@ -34,19 +38,26 @@ from typing import Any
 logger = logging.getLogger("killswitch")
 
 EXIT_FLUSH_SECONDS = 5.0
+ITEM_TIMEOUT_SECONDS = 10.0
 
 
 class Lane:
     def __init__(self, name: str) -> None:
         self.name = name
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # Also the fork handler: the child has none of the parent's threads, and a lock
+        # held by one of them at fork time would never be released.
         self._lock = threading.Lock()
-        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None or self._pid != os.getpid():
+            if self._thread is None or not self._thread.is_alive():
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -54,11 +65,16 @@ class Lane:
                     asyncio.set_event_loop(loop)
                     self._queue = asyncio.Queue()
                     ready.set()
-                    loop.run_until_complete(self._drain())
+                    try:
+                        loop.run_until_complete(self._drain())
+                    except BaseException:  # noqa: BLE001 - logged; the next submit starts a new thread
+                        logger.error("background lane %s stopped; restarting on next use", self.name,
+                                     exc_info=True)
 
-                threading.Thread(target=run, name=self.name, daemon=True).start()
+                thread = threading.Thread(target=run, name=self.name, daemon=True)
+                thread.start()
                 ready.wait()
-                self._loop, self._pid = loop, os.getpid()
+                self._thread, self._loop = thread, loop
             return self._loop
 
     async def _drain(self) -> None:
@@ -68,17 +84,17 @@ class Lane:
                 if function is not None:
                     result = function(*args)
                     if inspect.isawaitable(result):
-                        await result
-            except Exception:
-                logger.warning("background %s failed", getattr(function, "__qualname__", function),
-                               exc_info=True)
+                        await asyncio.wait_for(result, ITEM_TIMEOUT_SECONDS)
+            except BaseException:  # noqa: BLE001 - nothing may end the lane, not even a stray CancelledError
+                logger.warning("background %s on %s failed", getattr(function, "__qualname__", function),
+                               self.name, exc_info=True)
             finally:
                 if done is not None:
                     done.set()
 
     def submit(self, function: Callable[..., Any], *args: Any) -> None:
         """Run `function(*args)` (awaited if it returns an awaitable) after everything
-        submitted before it. Returns at once."""
+        submitted to this lane before it. Returns at once."""
         self._put(function, args, None)
 
     def _put(self, function: Callable[..., Any] | None, args: tuple, done: threading.Event | None) -> None:
@@ -87,20 +103,21 @@ class Lane:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far has run. True unless it timed out."""
-        if self._loop is None or self._pid != os.getpid():
+        if self._thread is None or not self._thread.is_alive():
             return True
         done = threading.Event()
         self._put(None, (), done)
         return done.wait(timeout)
 
 
-lane = Lane("killswitch-after-commit")
-atexit.register(lane.flush, EXIT_FLUSH_SECONDS)
-
-
-def submit(function: Callable[..., Any], *args: Any) -> None:
-    lane.submit(function, *args)
+dispatch = Lane("killswitch-broker-dispatch")
+live = Lane("killswitch-live-push")
+LANES = (dispatch, live)
 
 
 def flush(timeout: float = 5.0) -> bool:
-    return lane.flush(timeout)
+    """Wait until everything submitted to any lane so far has run."""
+    return all([lane.flush(timeout) for lane in LANES])
+
+
+atexit.register(flush, EXIT_FLUSH_SECONDS)

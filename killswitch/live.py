@@ -45,7 +45,7 @@ def _jsonable(value: Any) -> Any:
 
 def flush(timeout: float = 5.0) -> bool:
     """Block until every push queued by this process so far has been sent."""
-    return background.flush(timeout)
+    return background.live.flush(timeout)
 
 
 def push(kind: str, payload: dict[str, Any]) -> bool:
@@ -70,7 +70,7 @@ def push(kind: str, payload: dict[str, Any]) -> bool:
     try:
         # Sent from the after-commit lane: the committing request does not wait for the
         # channel layer, nor borrow the server's busy event loop (background.py).
-        background.submit(layer.group_send, GROUP, message)
+        background.live.submit(layer.group_send, GROUP, message)
     except Exception:  # the page re-syncs on reconnect; the switch must go on
         logger.warning("live push of %s could not be queued", kind, exc_info=True)
         return False

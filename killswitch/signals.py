@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.dispatch import Signal
 
 logger = logging.getLogger("killswitch")
@@ -34,6 +34,10 @@ class InTransactionHook:
     """A signal sent inside a transaction: each receiver runs in its own savepoint, so
     a receiver that fails is rolled back alone (on PostgreSQL a failed statement would
     otherwise abort the whole transaction, the event with it) and the error logged.
+
+    If the savepoint itself cannot be rolled back (the connection or the disk failed),
+    the transaction is lost: DatabaseError is raised so that the caller never reports a
+    change that did not commit.
 
     Receivers are called as `receiver(event=..., changed=...)`; `dispatch_uid` makes
     connecting idempotent, as with Django's signals.
@@ -53,7 +57,15 @@ class InTransactionHook:
             try:
                 with transaction.atomic():
                     receiver(**kwargs)
-            except Exception:
+            except Exception as exc:
+                if connection.closed_in_transaction or transaction.get_rollback():
+                    # The savepoint could not be rolled back alone (the connection dropped,
+                    # the disk is full): the whole transaction is lost. Swallowing this
+                    # would let the caller report a change that never committed; raise,
+                    # so the caller takes its database-failure path.
+                    raise DatabaseError(
+                        f"in-transaction receiver {uid} failed and took the transaction with it: {exc}"
+                    ) from exc
                 logger.exception("in-transaction receiver %s failed; rolled back alone", uid)
 
 

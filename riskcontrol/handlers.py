@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -37,14 +38,16 @@ class OneHopASGIHandler(ASGIHandler):
         super(ASGIHandler, self).__init__()  # BaseHandler: the chain is loaded in sync mode
         self.load_middleware(is_async=False)
         self.threads = threads
-        self._pools: dict[int, asyncio.Queue[ThreadPoolExecutor]] = {}
+        # One pool per event loop (a server has one; tests may run several in turn).
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue[ThreadPoolExecutor]] = (
+            weakref.WeakKeyDictionary())
 
     def _pool(self) -> asyncio.Queue[ThreadPoolExecutor]:
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(id(loop))
+        pool = self._pools.get(loop)
         if pool is None:
             size = max(1, self.threads or int(getattr(settings, "KILLSWITCH_HTTP_THREADS", 8)))
-            pool = self._pools[id(loop)] = asyncio.Queue()
+            pool = self._pools[loop] = asyncio.Queue()
             for n in range(size):
                 pool.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{n}"))
         return pool

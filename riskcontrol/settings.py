@@ -187,6 +187,8 @@ KILLSWITCH_MAX_CONCURRENT_READS = envint("KILLSWITCH_MAX_CONCURRENT_READS", 2)
 KILLSWITCH_READ_AUTH_CACHE_SECONDS = envint("KILLSWITCH_READ_AUTH_CACHE_SECONDS", 2)
 # Worker threads serving HTTP requests in each server process (riskcontrol/handlers.py).
 KILLSWITCH_HTTP_THREADS = envint("KILLSWITCH_HTTP_THREADS", 8)
+# How long a read waits for a read slot before it enters beyond the limit (throttling.py).
+KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
 # How long a read waits for writes in progress before it enters anyway (throttling.py).
 KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.

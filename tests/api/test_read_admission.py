@@ -71,3 +71,55 @@ async def test_reads_wait_for_writes_only_so_long():
     assert entered.count("GET") == 1 and entered.count("POST") == 3
     finish_writes.set()
     await asyncio.wait_for(asyncio.gather(*writes), timeout=5)
+
+
+async def test_a_read_stuck_behind_slow_reads_enters_after_its_wait_limit_but_not_during_a_write():
+    entered: list[str] = []
+    slow_reads, write_done = asyncio.Event(), asyncio.Event()
+
+    async def app(scope, receive, send):
+        entered.append(scope["path"])
+        if scope["path"] == "/slow":
+            await slow_reads.wait()
+        if scope["method"] == "POST":
+            await write_done.wait()
+
+    gate = ReadsYieldToWrites(app, max_concurrent_reads=1, write_priority_seconds=30,
+                              read_queue_max_seconds=0.1)
+    slow = asyncio.create_task(gate({"type": "http", "method": "GET", "path": "/slow"}, None, None))
+    await asyncio.sleep(0.01)
+    # The slot is held by a slow read: the status read enters once it has waited 0.1 s.
+    await asyncio.wait_for(gate({"type": "http", "method": "GET", "path": "/status"}, None, None), timeout=5)
+    assert entered == ["/slow", "/status"]
+    # During a write, even a read past its wait limit stays out until the write leaves.
+    write = asyncio.create_task(gate({"type": "http", "method": "POST", "path": "/w"}, None, None))
+    await asyncio.sleep(0.01)
+    late = asyncio.create_task(gate({"type": "http", "method": "GET", "path": "/late"}, None, None))
+    await asyncio.sleep(0.3)
+    assert "/late" not in entered
+    write_done.set()
+    await asyncio.wait_for(asyncio.gather(write, late), timeout=5)
+    assert entered[-1] == "/late"
+    slow_reads.set()
+    await asyncio.wait_for(slow, timeout=5)
+
+
+async def test_a_reader_that_goes_away_while_waiting_frees_nothing_it_did_not_hold():
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+
+    gate = ReadsYieldToWrites(app, max_concurrent_reads=1, write_priority_seconds=30,
+                              read_queue_max_seconds=30)
+    first = asyncio.create_task(gate({"type": "http", "method": "GET", "path": "/a"}, None, None))
+    await asyncio.sleep(0.01)
+    gone = asyncio.create_task(gate({"type": "http", "method": "GET", "path": "/b"}, None, None))
+    await asyncio.sleep(0.01)
+    gone.cancel()  # the client disconnected while queued
+    await asyncio.gather(gone, return_exceptions=True)
+    g = gate._gate()
+    assert g.reading == 1 and not [f for f in g._waiting if not f.done()]
+    release.set()
+    await asyncio.wait_for(first, timeout=5)
+    assert g.reading == 0

@@ -237,6 +237,12 @@ def test_status_read_shows_every_change_at_once(trader, risk_officer, client_for
     # A row created without a version change (a scope first seen) shows too.
     Scope.objects.create(kind="symbol", key="ZZZ")
     assert "symbol:ZZZ" in {s["scope"] for s in reader.get(URL).json()["scopes"]}
+    # A row whose id was handed out before a higher one but committed after it (PostgreSQL
+    # sequences allow it): neither the version nor the highest id changes, the count does.
+    Scope.objects.create(id=Scope.objects.order_by("-id").first().id + 100, kind="symbol", key="HIGH")
+    assert "symbol:HIGH" in {s["scope"] for s in reader.get(URL).json()["scopes"]}
+    Scope.objects.create(id=Scope.objects.order_by("-id").first().id - 50, kind="symbol", key="LATE")
+    assert "symbol:LATE" in {s["scope"] for s in reader.get(URL).json()["scopes"]}
     # Cooldown remaining is computed per read, not kept.
     first = {s["scope"]: s for s in reader.get(URL).json()["scopes"]}["account:DU1"]
     assert first["cooldown_remaining_seconds"] > 0 and first["cooldown_until"]

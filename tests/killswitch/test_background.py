@@ -52,7 +52,7 @@ def test_a_process_that_exits_runs_what_it_queued_first(tmp_path):
             time.sleep(0.3)
             open({str(marker)!r}, "w").write("yes")
 
-        background.submit(slow)
+        background.dispatch.submit(slow)
     """)
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -74,3 +74,29 @@ def test_a_forked_child_gets_its_own_lane(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert os.read(read, 16) == b"child"
+
+
+def test_a_lane_whose_thread_died_starts_again():
+    lane = background.Lane("test-revive")
+    lane.submit(lambda: None)
+    assert lane.flush(5)
+    dead = threading.Thread(target=lambda: None)  # the lane's thread is gone, as if killed
+    dead.start()
+    dead.join()
+    lane._thread = dead
+    seen: list[int] = []
+    lane.submit(seen.append, 1)
+    assert lane.flush(5) and seen == [1]
+
+
+def test_a_hung_coroutine_is_abandoned_and_the_lane_goes_on(monkeypatch):
+    monkeypatch.setattr(background, "ITEM_TIMEOUT_SECONDS", 0.2)
+    lane = background.Lane("test-timeout")
+    seen: list[str] = []
+
+    async def hangs() -> None:
+        await asyncio.sleep(3600)
+
+    lane.submit(hangs)
+    lane.submit(seen.append, "after")
+    assert lane.flush(5) and seen == ["after"]
