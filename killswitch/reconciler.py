@@ -29,6 +29,8 @@ from .policy import kill_switch_policy
 
 logger = logging.getLogger("killswitch.reconciler")
 
+REQUEUE_INTERVAL_SECONDS = 5.0
+
 
 class Reconciler:
     def __init__(self, *, interval: float | None = None, heartbeat_interval: float | None = None,
@@ -38,6 +40,7 @@ class Reconciler:
         self.heartbeat_interval = heartbeat_interval or policy.heartbeat_interval_seconds
         self.stale_after = stale_after or policy.client_stale_after_seconds
         self._last_heartbeat = 0.0
+        self._last_requeue = 0.0
         self._ahead_rounds = 0
         self.last_outcome = ""
 
@@ -73,6 +76,13 @@ class Reconciler:
             ingest_acknowledgements()
         except Exception:
             logger.warning("acknowledgement ingestion failed", exc_info=True)
+        if now - self._last_requeue >= REQUEUE_INTERVAL_SECONDS:
+            self._last_requeue = now
+            try:  # notifications whose task was never queued or was lost
+                from .notifications.services import requeue_stuck
+                requeue_stuck()
+            except Exception:
+                logger.warning("re-queuing stuck notifications failed", exc_info=True)
         return self._done(outcome)
 
     def _done(self, outcome: str) -> str:

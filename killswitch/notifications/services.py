@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from functools import partial
 
 from django.db import IntegrityError, transaction
@@ -128,6 +128,40 @@ def _enqueue(notification_id: int) -> None:
         deliver.apply_async((notification_id,), retry=False)
     except Exception:
         logger.error("could not queue notification %s", notification_id, exc_info=True)
+
+
+# A pending row untouched this long has no task (the Celery broker was down when it was
+# queued, or the message was lost); a retrying row this long past its next try likewise.
+STUCK_AFTER_SECONDS = 30.0
+
+
+def requeue_stuck(*, now=None) -> list[int]:
+    """Queue again the notifications nobody is delivering, and return their ids.
+
+    Found by the reconciler every few seconds (reconciler.py). Each one is touched
+    (updated_at) so the next pass leaves it alone for STUCK_AFTER_SECONDS. Delivery is
+    at least once: a task that was merely slow may also run; deliver() skips a row
+    already sent or failed, so only tries running at the same moment can both send.
+    """
+    now = now or timezone.now()
+    grace = timedelta(seconds=STUCK_AFTER_SECONDS)
+    due = []
+    rows = (Notification.objects
+            .filter(status__in=[NotificationStatus.PENDING, NotificationStatus.RETRYING],
+                    updated_at__lt=now - grace)
+            .values_list("pk", "status", "attempts", "updated_at"))
+    for pk, status, attempts, updated_at in rows:
+        next_try = updated_at + timedelta(
+            seconds=backoff_seconds(attempts) if status == NotificationStatus.RETRYING else 0)
+        if next_try + grace <= now:
+            due.append(pk)
+    if due:
+        Notification.objects.filter(pk__in=due).update(updated_at=now)
+        logger.warning("re-queuing %s notification(s) nobody was delivering", len(due),
+                       extra={"notifications": due})
+        for pk in due:
+            _enqueue(pk)
+    return due
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,33 @@ def test_queuing_twice_sends_once(endpoints, trader):
     event = services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api").event
     assert notifications.queue_for_event(event=event) == []  # the receiver already queued both channels
     assert Notification.objects.filter(event=event).count() == 2
+
+
+def test_a_notification_queued_while_the_broker_was_down_is_delivered_later(endpoints, trader, monkeypatch):
+    """The Celery broker refused the task at commit (as kombu does when Redis is down):
+    the row stays pending; the reconciler's pass queues it again once it is overdue."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from killswitch.notifications import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to the Celery broker")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tasks.deliver, "apply_async", broker_down)
+        result = services.activate(scope="symbol:TSLA", level="halt", reason="broker down", actor=trader,
+                                   source="api")
+    # The broker is back.
+    rows = rows_for(result.event)
+    assert rows and all(r.status == "pending" and r.attempts == 0 for r in rows.values())
+    assert notifications.requeue_stuck() == []  # not overdue yet: a worker may be on it
+    Notification.objects.filter(event=result.event).update(updated_at=timezone.now() - timedelta(minutes=1))
+    assert sorted(notifications.requeue_stuck()) == sorted(r.pk for r in rows.values())
+    assert notifications.requeue_stuck() == []  # touched: left alone for the grace period
+    hook = wait_for(lambda: rows_for(result.event)["hook"].status == "sent" and rows_for(result.event)["hook"],
+                    timeout=30)
+    assert hook.attempts == 1
+    assert wait_for(lambda: any(m["json"]["title"].startswith("Kill switch activated: symbol:TSLA")
+                                for m in endpoints.inbox.received), timeout=20)

@@ -132,3 +132,23 @@ def _cli_env():
     env["DATABASE_URL"] = current_database_url()
     env["REDIS_URL"] = settings.REDIS_URL
     return env
+
+
+def test_the_reconciler_queues_stuck_notifications_again(reconciler, redis_client, trader, monkeypatch):
+    """Wiring only (delivery itself: tests/dashboard/test_notifications.py): a pending
+    notification nobody is delivering is handed to Celery again by the reconciler."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from killswitch.models import Notification
+    from killswitch.notifications import services as notifications
+
+    queued: list[int] = []
+    monkeypatch.setattr(notifications, "_enqueue", queued.append)
+    result = services.activate(scope="symbol:QQQ", level="halt", reason="r", actor=trader, source="api")
+    row = Notification.objects.create(event=result.event, channel="test", kind="apprise", title="t", body="b",
+                                      updated_at=timezone.now() - timedelta(minutes=5))
+    wait_for(lambda: row.pk in queued, timeout=15)  # the reconciler looks every 5 s
+    row.refresh_from_db()
+    assert row.status == "pending" and row.updated_at > timezone.now() - timedelta(minutes=1)
