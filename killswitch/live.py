@@ -43,11 +43,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def flush(timeout: float = 5.0) -> bool:
-    """Block until every push queued by this process so far has been sent."""
-    return background.live.flush(timeout)
-
-
 def push(kind: str, payload: dict[str, Any]) -> bool:
     """Send `payload` to every open Risk page as `{"kind": kind, "payload": ..., "sent_at": ...}`.
 
