@@ -1,0 +1,1 @@
+"""The kill switch client for trading processes (needs only `redis`)."""
