@@ -11,7 +11,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
 
-from riskcontrol.handlers import get_http_application  # noqa: E402
+from riskcontrol.performance.handler import get_http_application  # noqa: E402
 
 # The product's HTTP handler (riskcontrol/asgi.py), for the bare view as for the API.
 django_app = get_http_application()
@@ -36,11 +36,11 @@ urlpatterns = [
 
 # As riskcontrol/asgi.py serves HTTP (with the read admission of killswitch.throttling),
 # unless BENCH_NO_READ_ADMISSION is set, which measures plain Django for comparison.
-from killswitch.throttling import ReadsYieldToWrites  # noqa: E402
+from riskcontrol.performance.admission import ReadsYieldToWrites  # noqa: E402
 
 _limit = int(os.environ.get("BENCH_MAX_CONCURRENT_READS", "0")) or None
 application = django_app if os.environ.get("BENCH_NO_READ_ADMISSION") else ReadsYieldToWrites(django_app, _limit)
 
-from riskcontrol.handlers import settle_server_process  # noqa: E402
+from riskcontrol.performance.handler import settle_server_process  # noqa: E402
 
 settle_server_process()  # as riskcontrol/asgi.py

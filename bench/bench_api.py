@@ -138,7 +138,7 @@ def main() -> int:
     from django.contrib.auth.models import Group, User
     from django.core.management import call_command
 
-    from killswitch.authentication import issue_token
+    from killswitch.services.tokens import issue_token
 
     call_command("migrate", verbosity=0)
     for name, role in (("bench_viewer", "viewer"), ("bench_trader", "trader")):

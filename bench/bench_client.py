@@ -77,8 +77,8 @@ def ms(value: float) -> str:
 
 
 def bench_hot_path(url: str, service_redis: redis.Redis) -> None:
-    from killswitch import distribution as D
     from killswitch.client import KillSwitch
+    from killswitch.distribution import publish as D
 
     D.publish_state(D.Snapshot(1, {"global": "running"}), client=service_redis, force=True)
     D.publish_heartbeat(1, stale_after=60, client=service_redis)
@@ -190,7 +190,7 @@ def wait_published(seen: dict[int, float], version: int, timeout: float = 30.0) 
 
 def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int) -> None:
     from killswitch import services
-    from killswitch.reconciler import Reconciler
+    from killswitch.distribution.reconciler import Reconciler
 
     stop = threading.Event()
     reconciler = Reconciler()
@@ -225,7 +225,7 @@ def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int) -
             else:
                 result = services.deactivate(scope="global", reason="bench", actor="bench", source="cli")
                 level = "running"
-            t0 = result.event.created_at.timestamp()
+            t0 = result.at.timestamp()
             version = str(result.version)
             got, ack_last = collect(r, "killswitch:acks", ack_last, n,
                                     lambda f, v=version: f["client_id"] if f["version"] == v else None)

@@ -80,7 +80,8 @@ def main() -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from killswitch import live, services
+    from killswitch import services
+    from killswitch.web import live
 
     port = free_port()
     log = open(work / "daphne.log", "wb")
@@ -132,7 +133,7 @@ def main() -> int:
                                                actor=officer, source="cli")
                 else:
                     result = services.deactivate(scope="global", actor=officer, source="cli")
-                seq = result.event.seq
+                seq = result.seq
                 shown = page.wait_for_function(f"window.riskPage.shown[{seq}]").json_value()
                 level = page.get_attribute('tr[data-scope="global"]', "data-level")
                 assert level == result.level, (level, result.level)

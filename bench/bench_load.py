@@ -157,8 +157,8 @@ def main() -> int:
     from brokers.adapters import paper
     from brokers.models import TERMINAL_STATES, BrokerRun
     from killswitch import services
-    from killswitch.authentication import issue_token
-    from killswitch.client_models import TradingClient
+    from killswitch.models import Event, TradingClient
+    from killswitch.services.tokens import issue_token
 
     call_command("migrate", verbosity=0)
     User.objects.create_user("bench_officer").groups.add(Group.objects.get(name="risk_officer"))
@@ -236,8 +236,9 @@ def main() -> int:
                 while not stop.is_set():
                     seed_orders(args.orders)
                     started = time.monotonic()
-                    event = services.activate(scope=f"account:{LOAD_ACCOUNT}", level="kill", reason="load bench",
-                                              actor="system:bench", source="cli").event
+                    result = services.activate(scope=f"account:{LOAD_ACCOUNT}", level="kill", reason="load bench",
+                                               actor="cli:bench", source="cli")
+                    event = Event.objects.get(seq=result.seq)
                     run = None
                     while time.monotonic() - started < 60:
                         run = BrokerRun.objects.filter(event_seq=event.seq).first()
@@ -246,7 +247,7 @@ def main() -> int:
                         time.sleep(0.05)
                     cycles.append({"state": run.state if run else "none", "seconds": time.monotonic() - started,
                                    "actions": run.actions.count() if run else 0})
-                    services.deactivate(scope=f"account:{LOAD_ACCOUNT}", actor="system:bench", source="cli",
+                    services.deactivate(scope=f"account:{LOAD_ACCOUNT}", actor="cli:bench", source="cli",
                                         reason="load bench")
             finally:
                 connection.close()

@@ -11,7 +11,6 @@ the project's single exception handler in its one shape.
 from __future__ import annotations
 
 from django.http import Http404
-from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
@@ -19,9 +18,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from killswitch.apis import READ_ERRORS
-from killswitch.permissions import CanViewKillSwitch
-from killswitch.serializers import ErrorSerializer
+from killswitch.api.base import CanViewKillSwitch
+from killswitch.api.errors import READ_ERRORS
+from killswitch.api.serializers import ErrorSerializer
 
 from . import selectors
 from .models import ActionKind, ActionOutcome, RunKind, RunState
@@ -112,9 +111,3 @@ class RunDetailApi(APIView):
         if run is None:
             raise Http404
         return Response(RunSerializer(selectors.run_as_dict(run)).data)
-
-
-urlpatterns = [
-    path("risk/runs", RunListApi.as_view(), name="broker-runs"),
-    path("risk/runs/<int:run_id>", RunDetailApi.as_view(), name="broker-run"),
-]

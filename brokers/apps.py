@@ -9,13 +9,29 @@ class BrokersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Validate the brokers: section at start-up (a bad file names key, value, expected)
-        # and connect the kill switch's event_committed signal to the broker runs.
+        """Validate the brokers: section at start-up (a bad file names key, value,
+        expected), connect the kill switch's hooks to the broker runs, and plug the
+        brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
+        the Risk page's broker runs panel, the drill's broker steps, the sweep process.
+        The dependency runs one way: brokers imports killswitch, never the reverse."""
         from django.db.models.signals import post_migrate
 
-        from . import receivers  # noqa: F401
+        from killswitch import cli
+        from killswitch.drill import hooks as drill_hooks
+        from killswitch.runtime import processes
+        from killswitch.web import panels
+
+        from . import receivers  # noqa: F401 - connects the hooks
         from .config import brokers_config
+        from .drill import PaperDrill
+        from .panels import recent_runs
         from .roles import ensure_grants_after_migrate
 
         brokers_config()
         post_migrate.connect(ensure_grants_after_migrate, sender=self, dispatch_uid="brokers.ensure_grants")
+        cli.register_package("brokers.cli")
+        panels.register(panels.Panel("runs", "Broker runs", recent_runs))
+        drill_hooks.register(PaperDrill())
+        processes.register(processes.Process(
+            "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
+            "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))

@@ -14,9 +14,9 @@ import logging
 
 from django.dispatch import receiver
 
-from killswitch.signals import event_committed, event_recorded
+from killswitch.runtime.hooks import event_committed, event_recorded
 
-from . import services
+from . import runs
 
 logger = logging.getLogger("brokers")
 
@@ -24,7 +24,7 @@ logger = logging.getLogger("brokers")
 def create_runs(*, event, changed: bool) -> None:
     """Inside the event's transaction: the runs of a halt or kill commit with it."""
     if changed:
-        services.insert_runs_for_new_event(event=event)  # decides which events get runs
+        runs.insert_runs_for_new_event(event=event)  # decides which events get runs
 
 
 @receiver(event_committed, dispatch_uid="brokers.start_runs")
@@ -32,11 +32,11 @@ def start_runs(sender, event, changed: bool, **kwargs) -> None:
     """After commit: publish the runs' tasks (creating the runs if the receiver above failed)."""
     if not changed:
         return
-    runs = services.dispatch_runs_for_event(event=event)
-    if not runs:
+    started = runs.dispatch_runs_for_event(event=event)
+    if not started:
         return
-    logger.info("started %s broker run(s) for event #%s", len(runs), event.seq,
-                extra={"seq": event.seq, "runs": [r.pk for r in runs]})
+    logger.info("started %s broker run(s) for event #%s", len(started), event.seq,
+                extra={"seq": event.seq, "runs": [r.pk for r in started]})
 
 
 event_recorded.connect(create_runs, dispatch_uid="brokers.create_runs")

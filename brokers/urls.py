@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from .apis import urlpatterns
+from django.urls import path
 
-__all__ = ["urlpatterns"]
+from .apis import RunDetailApi, RunListApi
+
+urlpatterns = [
+    path("risk/runs", RunListApi.as_view(), name="broker-runs"),
+    path("risk/runs/<int:run_id>", RunDetailApi.as_view(), name="broker-run"),
+]

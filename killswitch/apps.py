@@ -5,10 +5,10 @@ from django.contrib.admin import apps as admin_apps
 
 
 class RiskAdminConfig(admin_apps.AdminConfig):
-    """The admin with the Risk page (killswitch.admin_site.RiskAdminSite) as its default site."""
+    """The admin with the Risk page (killswitch.web.site.RiskAdminSite) as its default site."""
 
     default = False  # not the killswitch app's own config; named in INSTALLED_APPS
-    default_site = "killswitch.admin_site.RiskAdminSite"
+    default_site = "killswitch.web.site.RiskAdminSite"
 
 
 class KillswitchConfig(AppConfig):
@@ -23,8 +23,12 @@ class KillswitchConfig(AppConfig):
         # naming the key, the value and what is expected.
         from django.db.models.signals import post_migrate
 
+        from .notifications.services import connect as connect_notifications
         from .policy import get_policy
-        from .roles import ensure_baseline_after_migrate
+        from .runtime import processes
+        from .services.roles import ensure_baseline_after_migrate
+        from .web import admin as _admin  # noqa: F401 - registers the model admins on the Risk site
+        from .web.live import connect as connect_live
 
         get_policy()
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
@@ -32,8 +36,15 @@ class KillswitchConfig(AppConfig):
                              dispatch_uid="killswitch.ensure_baseline")
         # After-commit receivers, in every process that commits events (web, worker, CLI,
         # reconciler): live pushes to open dashboards, and notifications.
-        from .live import connect as connect_live
-        from .notifications.services import connect as connect_notifications
-
         connect_live()
         connect_notifications()
+        for process in (
+            processes.Process("web", ("daphne", "-b", "127.0.0.1", "-p", "{port}", "riskcontrol.asgi:application"),
+                              "HTTP (admin dashboard, REST API) and WebSocket (live Risk page)"),
+            processes.Process("worker", ("celery", "-A", "riskcontrol", "worker", "--loglevel", "INFO",
+                                         "--concurrency", "2", "-n", "killswitch@%h"),
+                              "Celery worker: broker work (cancel, flatten, verify) and notifications"),
+            processes.Process("reconciler", (processes.PYTHON, "manage.py", "killswitch", "reconcile"),
+                              "keeps Redis equal to the database, audits out-of-band writes, heartbeat"),
+        ):
+            processes.register(process)

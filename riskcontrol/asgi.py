@@ -6,20 +6,20 @@ import os
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from riskcontrol.handlers import get_http_application, settle_server_process
+from riskcontrol.performance.handler import get_http_application, settle_server_process
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
 # daphne serves no static files itself; the admin and the Risk page's JS/CSS are small
 # and few, so the application serves them (a reverse proxy may take over in production).
-# The handler runs each request's middleware and view in one worker-thread hop (handlers.py).
+# The handler runs each request's middleware and view in one worker-thread hop (riskcontrol/performance/handler.py).
 django_asgi_app = ASGIStaticFilesHandler(get_http_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from killswitch.routing import websocket_urlpatterns  # noqa: E402
-from killswitch.throttling import ReadsYieldToWrites  # noqa: E402
+from killswitch.web.routing import websocket_urlpatterns  # noqa: E402
+from riskcontrol.performance.admission import ReadsYieldToWrites  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

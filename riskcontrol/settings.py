@@ -95,7 +95,7 @@ DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 try:
     # Connections are kept between requests (and checked before reuse): opening one per
     # request costs the status read a third of its time on SQLite and more on PostgreSQL.
-    # Each HTTP worker thread keeps one (riskcontrol/handlers.py). Not inside pytest's own
+    # Each HTTP worker thread keeps one (riskcontrol/performance/handler.py). Not inside pytest's own
     # process: helper threads there (Channels, asgiref) would keep sessions open and
     # PostgreSQL refuses to drop a test database in use; the servers the tests start
     # (tests/stack.py) keep them as in production.
@@ -156,40 +156,40 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Token (hashed at rest) for scripts and desks; session + CSRF for the dashboard.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "killswitch.authentication.HashedTokenAuthentication",
+        "killswitch.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # One error shape for every error: {"error": "...", "code": "...", ...}.
-    "EXCEPTION_HANDLER": "killswitch.apis.exception_handler",
+    "EXCEPTION_HANDLER": "killswitch.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kill switch API",
     "DESCRIPTION": "Stop automated trading at once, in tiers, with an audit trail.",
     "VERSION": "1.0.0",
     "ENUM_NAME_OVERRIDES": {
-        "LevelEnum": "killswitch.levels.LEVELS",
-        "ActiveLevelEnum": "killswitch.levels.ACTIVE_LEVELS",
+        "LevelEnum": "killswitch.domain.LEVELS",
+        "ActiveLevelEnum": "killswitch.domain.ACTIVE_LEVELS",
     },
 }
-# Failed and unauthenticated attempts are counted per client address (killswitch.throttling)
+# Failed and unauthenticated attempts are counted per client address (killswitch.api.limits)
 # in the default cache: per process unless CACHES names a shared one. A permitted
 # activation is never counted nor throttled.
 KILLSWITCH_FAILED_ATTEMPTS_LIMIT = envint("KILLSWITCH_FAILED_ATTEMPTS_LIMIT", 20)
 KILLSWITCH_FAILED_ATTEMPTS_WINDOW = envint("KILLSWITCH_FAILED_ATTEMPTS_WINDOW", 60)
-# Reads inside one server process at once (throttling.ReadsYieldToWrites). Measured with
+# Reads inside one server process at once (riskcontrol.performance.admission). Measured with
 # bench/bench_api.py: 2 serves the most reads and the fastest activations on PostgreSQL
 # (1 leaves the process idle during each database round trip; 4 only adds contention
 # for the one interpreter lock); on SQLite 1 and 2 are close.
 KILLSWITCH_MAX_CONCURRENT_READS = envint("KILLSWITCH_MAX_CONCURRENT_READS", 2)
 # Reads (never writes) may reuse a token's authentication and roles for this many seconds
-# per server process (authentication.py); 0 looks every read up in the database.
+# per server process (riskcontrol.performance.caches); 0 looks every read up in the database.
 KILLSWITCH_READ_AUTH_CACHE_SECONDS = envint("KILLSWITCH_READ_AUTH_CACHE_SECONDS", 2)
-# Worker threads serving HTTP requests in each server process (riskcontrol/handlers.py).
+# Worker threads serving HTTP requests in each server process (riskcontrol/performance/handler.py).
 KILLSWITCH_HTTP_THREADS = envint("KILLSWITCH_HTTP_THREADS", 8)
-# How long a read waits for a read slot before it enters beyond the limit (throttling.py).
+# How long a read waits for a read slot before it enters beyond the limit (riskcontrol/performance/admission.py).
 KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
-# How long a read waits for writes in progress before it enters anyway (throttling.py).
+# How long a read waits for writes in progress before it enters anyway (riskcontrol/performance/admission.py).
 KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
 NUM_PROXIES = envint("NUM_PROXIES", 0)
@@ -210,7 +210,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "structured": {"()": "killswitch.logging.StructuredFormatter"},
+        "structured": {"()": "killswitch.runtime.logging.StructuredFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "structured"},

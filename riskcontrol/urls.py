@@ -5,7 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("killswitch.urls")),
+    path("api/", include("killswitch.api.urls")),
     path("api/", include("brokers.urls")),
 ]
 

@@ -60,19 +60,13 @@ def main() -> int:
         except subprocess.CalledProcessError:
             print("warning: paper broker demo data could not be seeded", file=sys.stderr)
 
-        processes = {
-            "web": ["daphne", "-b", "127.0.0.1", "-p", port, "riskcontrol.asgi:application"],
-            "worker": ["celery", "-A", "riskcontrol", "worker", "--loglevel", "INFO",
-                       "--concurrency", "2", "-n", "killswitch@%h"],
-            "reconciler": [PY, "manage.py", "killswitch", "reconcile"],
-        }
-        if "sweep" in subprocess.run([PY, "manage.py", "killswitch", "--help"], text=True,
-                                     capture_output=True).stdout:
-            processes["sweep"] = [PY, "manage.py", "killswitch", "sweep"]
-        bindir = Path(PY).parent
-        for cmd in processes.values():
-            if not cmd[0].startswith("/"):
-                cmd[0] = str(bindir / cmd[0])
+        import django
+
+        django.setup()
+        from killswitch.runtime.processes import processes
+
+        for process in processes():  # each app registers its own (AppConfig.ready)
+            cmd = [part.replace("{port}", port) for part in process.command(python=PY)]
             children.append(subprocess.Popen(cmd))
 
         redis_url = os.environ["REDIS_URL"]

@@ -14,7 +14,8 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import Group
 
-from killswitch import background, clock, policy
+from killswitch import policy
+from killswitch.runtime import background, clock
 
 FIGURES: list[tuple[str, str, str]] = []
 
@@ -132,7 +133,7 @@ def nobody(django_user_model):
 @pytest.fixture
 def reconciler(transactional_db, redis_client):
     """A live reconciler thread against the real database and Redis."""
-    from killswitch.reconciler import Reconciler
+    from killswitch.distribution.reconciler import Reconciler
 
     stop = threading.Event()
     worker = Reconciler(interval=0.05, heartbeat_interval=0.2)

@@ -19,7 +19,7 @@ import signal
 import threading
 
 from ..config import brokers_config
-from ..services import sweep_once
+from ..runs import sweep_once
 
 NAME = "sweep"
 HELP = "Cancel working orders that appear in halted/killed scopes (runs until stopped)."

@@ -21,7 +21,7 @@ def cli_actor(username: str | None) -> Actor:
         login = getpass.getuser()
     except Exception:  # no login name in some containers
         login = "unknown"
-    return Actor(f"cli:{login}")
+    return Actor.system(f"cli:{login}")
 
 
 def emit_json(out: Any, payload: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from .. import acks
+from .. import selectors
 from ..policy import kill_switch_policy
 from ..selectors import state_version
 from ._common import emit_json
@@ -23,9 +23,9 @@ def _age(seconds: float | None) -> str:
 
 
 def run(options, out, err) -> int:
-    acks.ingest_acknowledgements_safely()
-    statuses = acks.client_statuses(include_disconnected=bool(options.get("all")))
-    changes = acks.recent_propagation(limit=10)
+    selectors.ingest_acknowledgements_safely()
+    statuses = selectors.client_statuses(include_disconnected=bool(options.get("all")))
+    changes = selectors.recent_propagation(limit=10)
     version = state_version()
     timeout = kill_switch_policy().ack_timeout_seconds
     if options.get("json"):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ..demo import ensure_demo_users
+from ..services.demo import ensure_demo_users
 
 NAME = "demo-users"
 HELP = "Create the demo users (viewer, trader, risk, admin) and print their credentials."

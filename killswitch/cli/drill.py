@@ -2,7 +2,7 @@
 
 Exit codes: 0 every figure within its bound; 1 a figure missed its bound, or the
 drill could not be set up; 2 refused input (a non-paper account, a bad value).
-See docs/drill.md for the runbook.
+See the README, "The yearly kill-switch drill", for the runbook.
 """
 
 from __future__ import annotations

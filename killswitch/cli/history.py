@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..levels import ScopeError, ScopeRef
+from ..domain import ScopeError, ScopeRef
 from ..selectors import event_as_dict, history
 from ._common import emit_json
 

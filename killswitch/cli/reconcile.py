@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ..reconciler import Reconciler
+from ..distribution.reconciler import Reconciler
 
 NAME = "reconcile"
 HELP = "Run the reconciler: keep Redis equal to the database, audit out-of-band writes, heartbeat."

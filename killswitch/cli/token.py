@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..authentication import TokenError, issue_token, list_tokens, revoke_tokens
+from ..services.tokens import TokenError, issue_token, list_tokens, revoke_tokens
 
 NAME = "token"
 HELP = "Mint an API token for a user (printed once), list tokens, or revoke one."

@@ -17,7 +17,7 @@ and the Redis contract for other languages.
 
 from __future__ import annotations
 
-from killswitch.levels import HALT, KILL, LEVELS, PAUSE, RUNNING
+from killswitch.domain import HALT, KILL, LEVELS, PAUSE, RUNNING
 
 from ._core import CAUSES, KillSwitchExit, OrderRefused, View
 from .aio import AsyncKillSwitch

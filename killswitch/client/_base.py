@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from killswitch import levels as L
+from killswitch import domain as L
 
 from ._core import (
     OnKill,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from killswitch import levels as L
+from killswitch import domain as L
 
 
 # The Redis contract (killswitch/distribution.py) -- repeated here because the

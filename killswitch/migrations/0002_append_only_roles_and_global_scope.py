@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from killswitch.roles import ensure_baseline
+from killswitch.services.roles import ensure_baseline
 
 SQLITE_UP = [
     """CREATE TRIGGER killswitch_event_no_update BEFORE UPDATE ON killswitch_event

@@ -223,7 +223,7 @@ def deliver(*, notification_id: int) -> DeliveryResult:
 
 
 def on_event_committed(sender, event: Event, changed: bool = False, **kwargs) -> None:
-    """Receiver for killswitch.signals.event_committed. Never raises."""
+    """Receiver for killswitch.runtime.hooks.event_committed. Never raises."""
     try:
         queue_for_event(event=event)
     except Exception:
@@ -231,6 +231,6 @@ def on_event_committed(sender, event: Event, changed: bool = False, **kwargs) ->
 
 
 def connect() -> None:
-    from ..signals import event_committed
+    from ..runtime.hooks import event_committed
 
     event_committed.connect(on_event_committed, dispatch_uid="killswitch.notifications.queue")

@@ -9,7 +9,8 @@ import pytest
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
-from killswitch.authentication import _read_cache, issue_token
+from killswitch.services.tokens import issue_token
+from riskcontrol.performance.caches import read_auth_cache as _read_cache
 
 URL = "/api/risk/kill-switch"
 HISTORY_URL = "/api/risk/kill-switch/history"

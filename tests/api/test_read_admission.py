@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from killswitch.throttling import ReadsYieldToWrites
+from riskcontrol.performance.admission import ReadsYieldToWrites
 
 
 async def test_a_write_enters_while_reads_wait_for_their_slot():

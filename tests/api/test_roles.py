@@ -55,7 +55,7 @@ def test_role_matrix(role, operation, request, client_for, set_policy, superuser
     set_policy(cooldown_minutes=0)  # the matrix is about roles; cooldowns are tested apart
     method, url, body, before, after = OPERATIONS[operation]
     if before != "running":
-        services.activate(scope="global", level=before, reason="setup", actor="system:test", source="cli")
+        services.activate(scope="global", level=before, reason="setup", actor="cli:test", source="cli")
     user = None if role == "anonymous" else request.getfixturevalue(role) if role != "superuser" else superuser
     client = client_for(user)
     last_seq = Event.objects.order_by("-seq").values_list("seq", flat=True).first() or 0

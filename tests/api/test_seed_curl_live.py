@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from killswitch import clock
-from killswitch.authentication import issue_token
 from killswitch.models import Event
+from killswitch.runtime import clock
+from killswitch.services.tokens import issue_token
 
 from ..conftest import wait_for
 

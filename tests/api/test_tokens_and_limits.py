@@ -10,8 +10,9 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from killswitch import clock, services
+from killswitch import services
 from killswitch.models import ApiToken, Event, Scope
+from killswitch.runtime import clock
 from tests.conftest import wait_for
 
 from .conftest import HISTORY_URL, URL

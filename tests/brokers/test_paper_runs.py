@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from brokers import services
+from brokers import demo as demo_data
 from brokers.adapters import paper
 from brokers.models import BrokerAction, BrokerRun, PaperOrder, PaperPosition
 from killswitch import services as ks
@@ -30,7 +30,7 @@ def worker(start_worker, module_tmp):
 @pytest.fixture(autouse=True)
 def demo(monkeypatch, worker):
     use_config(monkeypatch, BROKERS)
-    services.seed_demo_data()
+    demo_data.seed_demo_data()
     yield
     # Never leave a run half-done for the next test's flush.
     if BrokerRun.objects.exists():

@@ -12,7 +12,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from brokers import services
+from brokers import demo as demo_data
+from brokers import runs as broker_runs
 from brokers.adapters import BrokerError, adapter_for, paper
 from brokers.cli import sweep as sweep_cli
 from brokers.config import parse_brokers_config
@@ -24,9 +25,11 @@ from brokers.models import (
     PaperPosition,
     RunKind,
 )
+from brokers.runs import planning
 from killswitch import services as ks
 from killswitch.models import Event
 from tests.conftest import wait_for
+from tests.events import event_of
 
 from .conftest import FAST_RUNS, use_config
 
@@ -39,9 +42,9 @@ BROKERS = {"paper": {"accounts": ["DU111111", "DU222222"]}, "runs": FAST_RUNS}
 def demo(monkeypatch):
     use_config(monkeypatch, BROKERS)
     # No worker in this module: runs are executed in-process by calling the service.
-    monkeypatch.setattr(services, "enqueue_run", lambda **kw: True)
-    monkeypatch.setattr(services, "_publish_run", lambda run_id, countdown=0: True)
-    services.seed_demo_data()
+    monkeypatch.setattr(planning, "enqueue_run", lambda **kw: True)
+    monkeypatch.setattr(planning, "publish_run", lambda run_id, countdown=0: True)
+    demo_data.seed_demo_data()
 
 
 def activate(scope: str, level: str):
@@ -58,7 +61,7 @@ def test_a_restarted_run_finds_its_closing_order_by_reference_and_never_sends_a_
     paper.place_order(account="DU111111", symbol="AAPL", side="SELL", quantity=100, order_type="MKT",
                       client_order_id=ref, strategy="killswitch")
     assert result.changed
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     run.refresh_from_db()
     assert run.state == "completed"
     assert PaperOrder.objects.filter(symbol="AAPL", side="SELL", order_type="MKT").count() == 1
@@ -73,7 +76,7 @@ def test_a_closing_order_recorded_but_never_sent_is_sent_once():
     ref = f"ks-close-{run.pk}-AAPL-1"
     BrokerAction.objects.create(run=run, key=ref, action="close", account="DU111111", client_ref=ref,
                                 symbol="AAPL", side="SELL", quantity=100, outcome=ActionOutcome.SENDING)
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     closes = list(BrokerAction.objects.filter(run=run, symbol="AAPL", action="close").order_by("id"))
     assert [a.outcome for a in closes] == ["error", "filled"]
     assert "never sent" in closes[0].detail
@@ -83,10 +86,10 @@ def test_a_closing_order_recorded_but_never_sent_is_sent_once():
 def test_running_a_finished_run_again_does_nothing():
     activate("account:DU111111", "kill")
     [run] = BrokerRun.objects.all()
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     orders = PaperOrder.objects.count()
     actions = BrokerAction.objects.count()
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     assert (PaperOrder.objects.count(), BrokerAction.objects.count()) == (orders, actions)
 
 
@@ -98,15 +101,15 @@ def test_a_run_held_by_another_worker_is_not_touched_and_retried_after_its_lease
     from django.utils import timezone
 
     BrokerRun.objects.filter(pk=run.pk).update(lease_owner="other", lease_until=timezone.now() + timedelta(seconds=3))
-    step = services.execute_run(run_id=run.pk)
+    step = broker_runs.execute_run(run_id=run.pk)
     assert step.retry_in is not None and 2 < step.retry_in <= 3.2
     assert PaperOrder.objects.filter(account__code="DU111111", status="working").count() == 3
 
 
 def test_receiver_creates_one_run_per_account_and_is_idempotent():
     result = activate("global", "halt")
-    runs = services.create_runs_for_event(event=result.event)
-    again = services.create_runs_for_event(event=result.event)
+    runs = broker_runs.create_runs_for_event(event=event_of(result))
+    again = broker_runs.create_runs_for_event(event=event_of(result))
     assert sorted(r.account for r in runs) == ["DU111111", "DU222222"]
     assert [r.pk for r in runs] == [r.pk for r in again]
     assert BrokerRun.objects.count() == 2
@@ -115,7 +118,7 @@ def test_receiver_creates_one_run_per_account_and_is_idempotent():
 def test_an_unconfigured_account_gets_a_run_that_fails_with_an_alert():
     activate("account:U999", "halt")
     [run] = BrokerRun.objects.all()
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     run.refresh_from_db()
     assert (run.state, run.broker) == ("failed", "unknown")
     assert "not configured" in run.error
@@ -152,7 +155,7 @@ def test_bad_configuration_names_key_value_and_expectation(raw, message):
 def test_sweep_cancels_an_order_placed_in_a_halted_scope_and_records_it():
     activate("account:DU111111", "halt")
     [run] = BrokerRun.objects.all()
-    services.execute_run(run_id=run.pk)
+    broker_runs.execute_run(run_id=run.pk)
     stop = threading.Event()
     out = StringIO()
     loop = threading.Thread(target=sweep_cli.run, args=({"interval": 0.1}, out, StringIO(), stop), daemon=True)
@@ -176,7 +179,7 @@ def test_sweep_cancels_an_order_placed_in_a_halted_scope_and_records_it():
 
 def test_sweep_resumes_a_run_whose_message_was_lost(monkeypatch):
     enqueued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
+    monkeypatch.setattr(planning, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
     activate("account:DU111111", "halt")
     [run] = BrokerRun.objects.all()
     from datetime import timedelta
@@ -185,7 +188,7 @@ def test_sweep_resumes_a_run_whose_message_was_lost(monkeypatch):
 
     BrokerRun.objects.filter(pk=run.pk).update(due_at=timezone.now() - timedelta(seconds=10))
     enqueued.clear()
-    report = services.sweep_once()
+    report = broker_runs.sweep_once()
     assert report.resumed == [run.pk] and enqueued == [run.pk]
 
 
@@ -193,7 +196,7 @@ def test_api_lists_runs_newest_first_with_actions_for_a_viewer(client, viewer, n
     activate("account:DU111111", "halt")
     activate("account:DU222222", "halt")
     for run in BrokerRun.objects.all():
-        services.execute_run(run_id=run.pk)
+        broker_runs.execute_run(run_id=run.pk)
     client.force_login(viewer)
     body = client.get("/api/risk/runs").json()
     assert [r["account"] for r in body["runs"]] == ["DU222222", "DU111111"]
@@ -227,7 +230,7 @@ def test_paper_command_places_fills_and_lists():
 
 def test_seed_is_idempotent():
     counts = (PaperOrder.objects.count(), PaperPosition.objects.count())
-    services.seed_demo_data()
+    demo_data.seed_demo_data()
     call_command("paper", "seed", stdout=StringIO())
     assert (PaperOrder.objects.count(), PaperPosition.objects.count()) == counts == (5, 4)
     assert PaperPosition.objects.get(account__code="DU111111", symbol="TSLA").quantity == Decimal(-50)
@@ -237,7 +240,7 @@ def test_seed_opens_every_configured_paper_account_so_a_global_halt_fails_nowher
     from brokers.config import brokers_config
     from brokers.models import PaperAccount
 
-    services.seed_demo_data()
+    demo_data.seed_demo_data()
     assert set(brokers_config().paper_accounts) <= set(PaperAccount.objects.values_list("code", flat=True))
 
 
@@ -246,7 +249,7 @@ def lost_hook():
     """No broker receiver runs: as when the in-transaction receiver failed (its savepoint
     rolled back) and the process died between commit and the after-commit hook."""
     from brokers import receivers
-    from killswitch.signals import event_committed, event_recorded
+    from killswitch.runtime.hooks import event_committed, event_recorded
 
     event_recorded.disconnect(dispatch_uid="brokers.create_runs")
     event_committed.disconnect(dispatch_uid="brokers.start_runs")
@@ -260,9 +263,9 @@ def test_the_sweep_starts_runs_a_lost_after_commit_hook_never_created(lost_hook,
 
     result = ks.activate(scope="account:DU111111", level="kill", reason="r", actor=trader, source="api")
     assert not BrokerRun.objects.exists()
-    started = services.ensure_runs_for_missed_events()
-    assert [(r.account, r.event_seq, r.level) for r in started] == [("DU111111", result.event.seq, "kill")]
-    assert services.ensure_runs_for_missed_events() == []  # idempotent
+    started = broker_runs.ensure_runs_for_missed_events()
+    assert [(r.account, r.event_seq, r.level) for r in started] == [("DU111111", result.seq, "kill")]
+    assert broker_runs.ensure_runs_for_missed_events() == []  # idempotent
 
 
 def test_runs_commit_with_their_event_and_a_lost_hook_only_delays_them(monkeypatch, trader):
@@ -272,10 +275,10 @@ def test_runs_commit_with_their_event_and_a_lost_hook_only_delays_them(monkeypat
 
     from django.utils import timezone
 
-    from killswitch.signals import event_committed
+    from killswitch.runtime.hooks import event_committed
 
     enqueued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
+    monkeypatch.setattr(planning, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
     event_committed.disconnect(dispatch_uid="brokers.start_runs")
     try:
         result = ks.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
@@ -285,11 +288,11 @@ def test_runs_commit_with_their_event_and_a_lost_hook_only_delays_them(monkeypat
         event_committed.connect(receivers.start_runs, dispatch_uid="brokers.start_runs")
     runs = list(BrokerRun.objects.order_by("account"))
     assert [(r.account, r.event_seq, r.state) for r in runs] == [
-        ("DU111111", result.event.seq, "pending"), ("DU222222", result.event.seq, "pending")]
+        ("DU111111", result.seq, "pending"), ("DU222222", result.seq, "pending")]
     assert all(r.due_at is not None for r in runs)
-    assert services.resume_stale_runs() == []  # not overdue yet: a worker may be about to take them
+    assert broker_runs.resume_stale_runs() == []  # not overdue yet: a worker may be about to take them
     BrokerRun.objects.update(due_at=timezone.now() - timedelta(seconds=10))
-    assert sorted(services.resume_stale_runs()) == sorted(r.pk for r in runs) == sorted(enqueued)
+    assert sorted(broker_runs.resume_stale_runs()) == sorted(r.pk for r in runs) == sorted(enqueued)
 
 
 def test_a_failing_in_transaction_receiver_never_undoes_the_event(trader):
@@ -297,7 +300,7 @@ def test_a_failing_in_transaction_receiver_never_undoes_the_event(trader):
     would otherwise abort the transaction); the halt commits and gets its runs after commit."""
     from django.db import connection
 
-    from killswitch.signals import event_recorded
+    from killswitch.runtime.hooks import event_recorded
 
     def broken(*, event, changed):
         with connection.cursor() as cursor:
@@ -312,10 +315,10 @@ def test_a_failing_in_transaction_receiver_never_undoes_the_event(trader):
         from brokers import receivers
 
         event_recorded.connect(receivers.create_runs, dispatch_uid="brokers.create_runs")
-    assert result.changed and Event.objects.filter(seq=result.event.seq, outcome="applied").exists()
+    assert result.changed and Event.objects.filter(seq=result.seq, outcome="applied").exists()
     assert ks.verify_audit_chain().ok
     # The after-commit hook found no runs and created them.
-    assert [(r.account, r.event_seq) for r in BrokerRun.objects.all()] == [("DU222222", result.event.seq)]
+    assert [(r.account, r.event_seq) for r in BrokerRun.objects.all()] == [("DU222222", result.seq)]
 
 
 def test_a_lifted_halt_gets_no_late_runs(lost_hook, trader, risk_officer, set_policy):
@@ -324,5 +327,5 @@ def test_a_lifted_halt_gets_no_late_runs(lost_hook, trader, risk_officer, set_po
     set_policy(cooldown_minutes=0)
     ks.activate(scope="account:DU111111", level="halt", reason="r", actor=trader, source="api")
     ks.deactivate(scope="account:DU111111", actor=risk_officer, source="api")
-    assert services.ensure_runs_for_missed_events() == []
+    assert broker_runs.ensure_runs_for_missed_events() == []
     assert not BrokerRun.objects.exists()

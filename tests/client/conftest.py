@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from killswitch import distribution as D
+from killswitch import domain as L
 from killswitch.client import KillSwitch
+from killswitch.distribution import publish as D
 from riskcontrol.embedded_redis import EmbeddedRedis
 
 
@@ -43,7 +44,7 @@ class Service:
         # This stand-in has no reconciler: whatever a test wrote to trading_switch by hand
         # counts as audited and settled before the next publish (the real publisher keeps
         # an unaudited escalation for the reconciler; see tests/killswitch/test_distribution.py).
-        self.r.set(D.KEY_GLOBAL, levels["global"])
+        self.r.set(L.KEY_GLOBAL, levels["global"])
         D.publish_state(D.Snapshot(self.version, levels, details), event=event, client=self.r, force=True)
         return self.version
 
@@ -54,7 +55,7 @@ class Service:
             payload = json.dumps({"type": "heartbeat", "ts": time.time() + ts_offset,
                                   "version": self.version,
                                   "stale_after": stale_after or self.stale_after})
-            self.r.set(D.KEY_HEARTBEAT, payload)
+            self.r.set(L.KEY_HEARTBEAT, payload)
             return
         D.publish_heartbeat(self.version, stale_after=stale_after or self.stale_after, client=self.r)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from killswitch.models import Acknowledgement, Propagation, TradingClient
 from rest_framework.test import APIClient
 
 from killswitch import services
 from killswitch.client import KillSwitch
-from killswitch.client_models import Acknowledgement, Propagation, TradingClient
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +47,7 @@ def test_acknowledgement_is_visible_through_the_api_and_cli(live_client, risk_of
     result = services.activate(scope="account:DU1", level="halt", reason="Too much loss",
                                actor=risk_officer, source="api")
     wait_for(lambda: live_client.check() == "halt")
-    wait_for(lambda: Propagation.objects.filter(event=result.event, complete=True).exists())
+    wait_for(lambda: Propagation.objects.filter(event__seq=result.seq, complete=True).exists())
 
     row = TradingClient.objects.get(client_id=live_client.identity.client_id)
     assert (row.name, row.account, row.strategy, row.pid) == ("momo-1", "DU1", "momo", os.getpid())
@@ -62,7 +62,7 @@ def test_acknowledgement_is_visible_through_the_api_and_cli(live_client, risk_of
     assert (shown["level"], shown["scope"], shown["applied_version"]) == ("halt", "account:DU1", result.version)
     assert shown["connected"] and not shown["late"] and shown["cause"] == ""
     assert shown["acks"][0]["version"] == result.version and shown["acks"][0]["seconds"] >= 0
-    [change] = [c for c in body["changes"] if c["seq"] == result.event.seq]
+    [change] = [c for c in body["changes"] if c["seq"] == result.seq]
     assert (change["scope"], change["new_level"]) == ("account:DU1", "halt")
     assert (change["expected_clients"], change["acked_clients"], change["complete"]) == (1, 1, True)
     assert change["seconds_to_last_ack"] is not None and change["seconds_to_last_ack"] >= 0
@@ -110,16 +110,16 @@ def test_a_process_that_does_not_acknowledge_in_time_is_flagged(live_client, ris
             return late.get(frozen_id) is True and late.get(live_client.identity.client_id) is False
 
         wait_for(flagged)
-        wait_for(lambda: frozen_id in Propagation.objects.get(event=result.event).late_clients)
-        prop = Propagation.objects.get(event=result.event)
+        wait_for(lambda: frozen_id in Propagation.objects.get(event__seq=result.seq).late_clients)
+        prop = Propagation.objects.get(event__seq=result.seq)
         assert (prop.expected_clients, prop.complete) == (2, False)
         out = io.StringIO()
         call_command("killswitch", "clients", stdout=out)
         assert "1 late" in out.getvalue() and "LATE since" in out.getvalue()
 
         os.kill(proc.pid, signal.SIGCONT)  # it wakes up and applies the change
-        wait_for(lambda: Propagation.objects.get(event=result.event).complete)
-        prop = Propagation.objects.get(event=result.event)
+        wait_for(lambda: Propagation.objects.get(event__seq=result.seq).complete)
+        prop = Propagation.objects.get(event__seq=result.seq)
         assert prop.acked_clients == 2 and frozen_id in prop.late_clients  # late, but acknowledged
         assert prop.seconds_to_last_ack > 0.5
         body = get_clients(viewer).json()

@@ -9,7 +9,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from killswitch import live, services
+from killswitch import services
+from killswitch.web import live
 from riskcontrol.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from killswitch import distribution, live, services
+from killswitch import services
+from killswitch.distribution import publish as distribution
+from killswitch.web import live
 
 pytestmark = pytest.mark.django_db
 

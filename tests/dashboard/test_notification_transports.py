@@ -9,6 +9,7 @@ from killswitch.notifications import registry
 from killswitch.notifications import services as notifications
 from killswitch.notifications.apprise_transport import AppriseTransport
 from killswitch.notifications.base import Message, TransportError
+from tests.events import event_of
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ def test_telegram_enabled_without_token_is_a_recorded_permanent_failure(monkeypa
     monkeypatch.setenv("TELEGRAM_CHAT_ID", "12345")
     monkeypatch.delenv("NOTIFY_URLS", raising=False)
     assert [c.id for c in registry.channels()] == ["telegram"]
-    event = services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api").event
+    event = event_of(services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api"))
     # Not transactional: nothing is committed, so no worker sees it; queued and delivered
     # here, in-process, by the same services the receiver and the worker call.
     [row] = notifications.queue_for_event(event=event)

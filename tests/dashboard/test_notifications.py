@@ -9,6 +9,7 @@ from killswitch import services
 from killswitch.models import Event, Notification, Scope
 from killswitch.notifications import services as notifications
 from tests.conftest import wait_for
+from tests.events import event_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +25,7 @@ def endpoints(notify_endpoints, celery_worker, monkeypatch):
     yield notify_endpoints
     # The module's worker must be done writing this test's deliveries before the test
     # database is flushed: on PostgreSQL the flush's TRUNCATE deadlocks with its writes.
-    from killswitch.notification_models import NotificationStatus
+    from killswitch.models import NotificationStatus
 
     wait_for(lambda: not Notification.objects.filter(
         status__in=[NotificationStatus.PENDING, NotificationStatus.RETRYING]).exists(), timeout=30)
@@ -43,11 +44,11 @@ def test_activation_arrives_at_the_webhook_with_the_events_fields(endpoints, ris
     assert posted["title"] == "Kill switch activated: account:DU123 (running → halt)"
     body = posted["message"]
     for line in ("Scope: account:DU123", "Level: running → halt", "Reason: Market crash, VIX 47",
-                 "Actor: rita_risk", "Source: api", f"Event: #{result.event.seq} activate/applied"):
+                 "Actor: rita_risk", "Source: api", f"Event: #{result.seq} activate/applied"):
         assert line in body
-    assert result.event.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") in body
-    good = wait_for(lambda: rows_for(result.event).get("hook") if rows_for(result.event).get("hook")
-                    and rows_for(result.event)["hook"].status == "sent" else None, timeout=20)
+    assert result.at.strftime("%Y-%m-%dT%H:%M:%SZ") in body
+    good = wait_for(lambda: rows_for(event_of(result)).get("hook") if rows_for(event_of(result)).get("hook")
+                    and rows_for(event_of(result))["hook"].status == "sent" else None, timeout=20)
     assert good.attempts == 1 and good.attempt_rows.get().ok
 
 
@@ -57,7 +58,7 @@ def test_failing_channel_is_retried_recorded_and_does_not_touch_the_switch(endpo
     assert result.changed and Scope.objects.get(kind="global").level == "halt"
 
     def dead_failed():
-        row = rows_for(result.event).get("dead")
+        row = rows_for(event_of(result)).get("dead")
         return row if row and row.status == "failed" else None
 
     dead = wait_for(dead_failed, timeout=30)
@@ -66,7 +67,7 @@ def test_failing_channel_is_retried_recorded_and_does_not_touch_the_switch(endpo
     assert all(not a.ok and not a.permanent and "Connection" in a.error for a in attempts)
     assert "Connection" in dead.last_error
     # The other channel still got it, and nothing about the switch changed.
-    assert wait_for(lambda: rows_for(result.event)["hook"].status == "sent", timeout=20)
+    assert wait_for(lambda: rows_for(event_of(result))["hook"].status == "sent", timeout=20)
     assert Scope.objects.get(kind="global").level == "halt"
     assert services.verify_audit_chain().ok
 
@@ -74,8 +75,8 @@ def test_failing_channel_is_retried_recorded_and_does_not_touch_the_switch(endpo
 def test_transient_server_error_is_retried_until_delivered(endpoints, trader, set_policy):
     set_policy(cooldown_minutes=0)
     endpoints.inbox.fail_next = 1
-    event = services.activate(scope="strategy:momo", level="pause", reason="drift", actor=trader,
-                              source="api").event
+    event = event_of(services.activate(scope="strategy:momo", level="pause", reason="drift", actor=trader,
+                              source="api"))
 
     def hook_sent():
         row = rows_for(event).get("hook")
@@ -110,7 +111,7 @@ def test_cooldown_violation_and_deactivation_are_sent_noops_are_not(endpoints, t
 
 
 def test_queuing_twice_sends_once(endpoints, trader):
-    event = services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api").event
+    event = event_of(services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api"))
     assert notifications.queue_for_event(event=event) == []  # the receiver already queued both channels
     assert Notification.objects.filter(event=event).count() == 2
 
@@ -132,13 +133,13 @@ def test_a_notification_queued_while_the_broker_was_down_is_delivered_later(endp
         result = services.activate(scope="symbol:TSLA", level="halt", reason="broker down", actor=trader,
                                    source="api")
     # The broker is back.
-    rows = rows_for(result.event)
+    rows = rows_for(event_of(result))
     assert rows and all(r.status == "pending" and r.attempts == 0 for r in rows.values())
     assert notifications.requeue_stuck() == []  # not overdue yet: a worker may be on it
-    Notification.objects.filter(event=result.event).update(updated_at=timezone.now() - timedelta(minutes=1))
+    Notification.objects.filter(event=event_of(result)).update(updated_at=timezone.now() - timedelta(minutes=1))
     assert sorted(notifications.requeue_stuck()) == sorted(r.pk for r in rows.values())
     assert notifications.requeue_stuck() == []  # touched: left alone for the grace period
-    hook = wait_for(lambda: rows_for(result.event)["hook"].status == "sent" and rows_for(result.event)["hook"],
+    hook = wait_for(lambda: rows_for(event_of(result))["hook"].status == "sent" and rows_for(event_of(result))["hook"],
                     timeout=30)
     assert hook.attempts == 1
     assert wait_for(lambda: any(m["json"]["title"].startswith("Kill switch activated: symbol:TSLA")

@@ -12,8 +12,8 @@ import redis
 import requests
 
 from killswitch import services
-from killswitch.authentication import issue_token
 from killswitch.models import Event, Scope
+from killswitch.services.tokens import issue_token
 from tests.conftest import wait_for
 from tests.faults.conftest import Probe, figure
 from tests.stack import ROOT, Stack

@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from killswitch.authentication import issue_token
 from killswitch.models import Event, Scope
+from killswitch.services.tokens import issue_token
 from riskcontrol.asgi import application
 from tests.conftest import wait_for
 from tests.faults.conftest import Probe, figure

@@ -10,7 +10,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-from killswitch import background
+from killswitch.runtime import background
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_a_process_that_exits_runs_what_it_queued_first(tmp_path):
     marker = tmp_path / "ran"
     script = textwrap.dedent(f"""
         import time
-        from killswitch import background
+        from killswitch.runtime import background
 
         def slow():
             time.sleep(0.3)

@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from killswitch import clock
 from killswitch.models import Event, Scope
+from killswitch.runtime import clock
 
 pytestmark = pytest.mark.django_db
 

@@ -50,7 +50,7 @@ def test_fifty_threads_leave_one_consistent_state(risk_officer, set_policy, redi
     applied = list(Event.objects.filter(scope_kind="account", outcome="applied").order_by("seq"))
     changed = [r for r in results if r.changed]
     assert len(applied) == len(changed)
-    assert sorted(r.event.seq for r in changed) == [e.seq for e in applied]
+    assert sorted(r.seq for r in changed) == [e.seq for e in applied]
     level = "running"
     for event in applied:
         assert event.previous_level == level, f"event #{event.seq} was based on a stale read"

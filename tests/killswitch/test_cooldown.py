@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from killswitch import clock, services
+from killswitch import services
 from killswitch.models import Event, Scope
+from killswitch.runtime import clock
+from tests.events import event_of
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +73,7 @@ def test_deactivating_a_running_scope_is_a_noop(risk_officer):
 def test_a_drill_may_shorten_the_cooldown_and_says_so(trader, risk_officer):
     result = services.activate(scope="account:DRILL", level="kill", reason="annual drill", actor=trader,
                                source="cli", drill_cooldown_minutes=0.5)
-    assert "drill cooldown 0.5 minutes" in result.event.detail
+    assert "drill cooldown 0.5 minutes" in event_of(result).detail
     clock.advance(seconds=31)
     assert services.deactivate(scope="account:DRILL", actor=risk_officer, source="cli").changed
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from killswitch import distribution as D
+from killswitch import domain as L
 from killswitch import services
+from killswitch.distribution import publish as D
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,13 +16,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_activation_publishes_seed_key_state_hash_log_and_message(redis_client, risk_officer):
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(D.CHANNEL)
+    pubsub.subscribe(L.CHANNEL)
     wait_for(lambda: pubsub.get_message(timeout=0.1))  # subscribe confirmation
 
     services.activate(scope="global", level="halt", reason="Market crash", actor=risk_officer, source="api")
 
     assert redis_client.get("trading_switch") == "halt"
-    state = redis_client.hgetall(D.KEY_STATE)
+    state = redis_client.hgetall(L.KEY_STATE)
     assert state["global"] == "halt" and int(state["version"]) == 1
     entry = json.loads(redis_client.lindex("risk:kill_switch:log", 0))
     assert (entry["action"], entry["reason"]) == ("activate", "Market crash")
@@ -36,11 +37,11 @@ def test_activation_publishes_seed_key_state_hash_log_and_message(redis_client, 
 def test_every_scope_and_the_version_come_back_in_one_hgetall(redis_client, trader):
     services.activate(scope="account:DU123", level="pause", reason="r", actor=trader, source="cli")
     services.activate(scope="symbol:aapl", level="kill", reason="r", actor=trader, source="cli")
-    state = redis_client.hgetall(D.KEY_STATE)
+    state = redis_client.hgetall(L.KEY_STATE)
     assert {k: v for k, v in state.items() if k != "updated_at"} == {
         "version": "2", "global": "running", "account:DU123": "pause", "symbol:AAPL": "kill",
     }
-    detail = json.loads(redis_client.hget(D.KEY_SCOPES, "symbol:AAPL"))
+    detail = json.loads(redis_client.hget(L.KEY_SCOPES, "symbol:AAPL"))
     assert detail["level"] == "kill" and detail["reason"] == "r" and detail["actor"] == "tom_trader"
     assert redis_client.get("trading_switch") == "running"
 
@@ -73,7 +74,7 @@ def test_a_publish_never_undoes_an_unaudited_out_of_band_escalation(redis_client
     services.activate(scope="account:DU1", level="pause", reason="r", actor=trader, source="api")
     redis_client.set("trading_switch", "halt")
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(D.CHANNEL)
+    pubsub.subscribe(L.CHANNEL)
     wait_for(lambda: pubsub.get_message(timeout=0.1))
     services.activate(scope="account:DU2", level="pause", reason="r", actor=trader, source="api")
     assert redis_client.get("trading_switch") == "halt"
@@ -87,4 +88,4 @@ def test_a_publish_never_undoes_an_unaudited_out_of_band_escalation(redis_client
 def test_thousands_of_scopes_publish(redis_client):
     levels = {"global": "running", **{f"symbol:S{i}": "halt" for i in range(6000)}}
     assert D.publish_state(D.Snapshot(1, levels), client=redis_client)
-    assert redis_client.hlen(D.KEY_STATE) == 6001 + 2  # scopes, version, updated_at
+    assert redis_client.hlen(L.KEY_STATE) == 6001 + 2  # scopes, version, updated_at

@@ -8,7 +8,7 @@ from django.db import connection
 
 from killswitch import services
 from killswitch.models import Event, Scope
-from killswitch.signals import event_recorded
+from killswitch.runtime.hooks import event_recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +37,7 @@ def test_a_failing_receiver_is_rolled_back_alone(receiver, trader, redis_client)
     assert result.changed and not result.pending_audit
     assert Scope.objects.get(kind="global").level == "halt"
     assert not Scope.objects.filter(key="WRITTEN_BY_RECEIVER").exists()  # its savepoint undone
-    assert Event.objects.filter(seq=result.event.seq, outcome="applied").exists()
+    assert Event.objects.filter(seq=result.seq, outcome="applied").exists()
 
 
 def test_a_receiver_that_loses_the_transaction_never_reports_an_applied_change(receiver, trader,
@@ -53,7 +53,7 @@ def test_a_receiver_that_loses_the_transaction_never_reports_an_applied_change(r
 
     receiver(loses_transaction)
     result = services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
-    assert result.pending_audit and result.event is None
+    assert result.pending_audit and result.seq is None
     assert redis_client.get("trading_switch") == "halt"  # trading stops anyway
     assert redis_client.llen("killswitch:pending") == 1  # and the audit event is owed
     assert Scope.objects.get(kind="global").level == "running"

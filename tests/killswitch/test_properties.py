@@ -11,10 +11,11 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from killswitch import clock, services
-from killswitch.levels import SEVERITY
+from killswitch import services
+from killswitch.domain import SEVERITY
 from killswitch.models import AuditHead, Event, Scope
 from killswitch.policy import kill_switch_policy
+from killswitch.runtime import clock
 
 SCOPES = ["global", "account:DU1", "strategy:momo"]
 operations = st.one_of(

@@ -9,10 +9,12 @@ import sys
 import pytest
 from django.conf import settings
 
-from killswitch import clock, services
+from killswitch import services
 from killswitch.models import Event, Scope
+from killswitch.runtime import clock
 from riskcontrol.env import current_database_url
 from tests.conftest import wait_for
+from tests.events import event_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,7 +105,7 @@ def test_redis_restart_is_healed(transactional_db, trader, settings):
 
     import redis
 
-    from killswitch.reconciler import Reconciler
+    from killswitch.distribution.reconciler import Reconciler
     from riskcontrol.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis().start()
@@ -147,7 +149,7 @@ def test_the_reconciler_queues_stuck_notifications_again(reconciler, redis_clien
     queued: list[int] = []
     monkeypatch.setattr(notifications, "_enqueue", queued.append)
     result = services.activate(scope="symbol:QQQ", level="halt", reason="r", actor=trader, source="api")
-    row = Notification.objects.create(event=result.event, channel="test", kind="apprise", title="t", body="b",
+    row = Notification.objects.create(event=event_of(result), channel="test", kind="apprise", title="t", body="b",
                                       updated_at=timezone.now() - timedelta(minutes=5))
     wait_for(lambda: row.pk in queued, timeout=15)  # the reconciler looks every 5 s
     row.refresh_from_db()

@@ -18,7 +18,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from brokers import selectors, services
+from brokers import demo, selectors
 from brokers.adapters import paper
 from brokers.selectors import plain as _n
 
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def do_seed(self, o) -> None:
-        counts = services.seed_demo_data()
+        counts = demo.seed_demo_data()
         self.stdout.write(f"paper demo data: {counts['accounts']} accounts, {counts['positions']} positions, "
                           f"{counts['orders']} orders (idempotent)")
 

@@ -1,0 +1,1 @@
+"""The REST API (DRF): views, serializers, authentication, one error handler, limits."""

@@ -1,0 +1,18 @@
+"""REST routes under /api/ (riskcontrol/urls.py mounts them). Brokers add theirs in brokers/urls.py."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .clients import ClientsApi
+from .history import KillSwitchHistoryApi
+from .switch import KillSwitchApi
+
+urlpatterns = [
+    path("risk/kill-switch", KillSwitchApi.as_view(), name="kill-switch"),
+    path("risk/kill-switch/history", KillSwitchHistoryApi.as_view(), name="kill-switch-history"),
+    path("risk/clients", ClientsApi.as_view(), name="kill-switch-clients"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

@@ -1,0 +1,148 @@
+"""Keeps Redis equal to the database, and turns out-of-band writes into audited events.
+
+One round (`Reconciler.run_once`):
+1. write what was queued while the database was down into the audit log;
+2. read Redis, then the database (in that order: an honest Redis is then never ahead);
+3. act on `decisions.decide(database, redis)` — one named case per round;
+4. write the heartbeat that clients use as their staleness bound;
+5. ingest acknowledgements, re-queue stuck notifications (never allowed to stop the loop).
+
+The heartbeat is written only after a round that saw both the database and Redis:
+when the switch's state cannot be known, the heartbeat stops and clients halt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from django.db import DatabaseError, close_old_connections, connection
+
+from killswitch import services
+from killswitch.policy import kill_switch_policy
+
+from . import publish as P
+from .decisions import Case, Decision, Do, decide
+
+logger = logging.getLogger("killswitch.reconciler")
+
+REQUEUE_INTERVAL_SECONDS = 5.0
+SYSTEM_ACTOR = "system:reconciler"
+
+
+class Reconciler:
+    def __init__(self, *, interval: float | None = None, heartbeat_interval: float | None = None,
+                 stale_after: float | None = None) -> None:
+        policy = kill_switch_policy()
+        self.interval = interval or policy.reconcile_interval_seconds
+        self.heartbeat_interval = heartbeat_interval or policy.heartbeat_interval_seconds
+        self.stale_after = stale_after or policy.client_stale_after_seconds
+        self._last_heartbeat = 0.0
+        self._last_requeue = 0.0
+        self.last_outcome = ""
+
+    def run_once(self) -> str:
+        """One comparison. Returns what it did: a decisions.Case value, `db_down` or
+        `redis_down` (for logs and tests)."""
+        try:
+            services.apply_pending()
+        except (redis.RedisError, OSError):
+            logger.error("redis unreachable; will republish when it is back", exc_info=True)
+            return self._done("redis_down")
+        except DatabaseError:
+            logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
+            connection.close()
+            return self._done("db_down")
+        try:
+            view = P.read_view()
+        except (redis.RedisError, OSError):
+            logger.error("redis unreachable; will republish when it is back", exc_info=True)
+            return self._done("redis_down")
+        try:
+            snap = P.take_snapshot()
+            outcome = self._act(decide(snap, view), view, snap)
+        except (redis.RedisError, OSError):
+            logger.error("redis unreachable; will republish when it is back", exc_info=True)
+            return self._done("redis_down")
+        except DatabaseError:
+            logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
+            connection.close()
+            return self._done("db_down")
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.heartbeat_interval:
+            try:
+                P.publish_heartbeat(snap.version, stale_after=self.stale_after)
+                self._last_heartbeat = now
+            except (redis.RedisError, OSError):
+                return self._done("redis_down")
+        self._side_work(now)
+        return self._done(outcome)
+
+    def _act(self, decision: Decision, view: P.RedisView, snap: P.Snapshot) -> str:
+        """Carry out one decision. Republishes are not forced unless the case says so:
+        the script accepts an equal or newer version, so a transition that committed and
+        published meanwhile is never overwritten by this older snapshot."""
+        do = decision.do
+        if do is Do.ALERT_AND_FORCE:
+            services.record_alert(scope="global", actor=SYSTEM_ACTOR,
+                                  detail=f"Redis tampering ({decision.case}): {decision.finding}; "
+                                         "the database's state is republished.")
+            P.delete_keys(view.wrong_types)
+            P.publish_state(P.take_snapshot(), force=True)
+            P.rebuild_log()
+        elif do is Do.JUDGE_LOSS:
+            services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version)
+            P.publish_state(P.take_snapshot())
+            P.rebuild_log()
+        elif do is Do.REPUBLISH:
+            P.publish_state(snap)
+        elif do is Do.RESTORE:
+            services.record_restored(cause=decision.finding)
+            P.publish_state(P.take_snapshot())
+        elif do is Do.JUDGE_SWITCH:
+            event = services.reconcile_out_of_band(observed=view.trading_switch, expected_version=snap.version)
+            if event is not None and event.outcome != "applied":
+                P.publish_state(P.take_snapshot())  # revert: the database level stands
+        elif do is Do.REBUILD_LOG:
+            P.rebuild_log()
+        return str(decision.case)
+
+    def _side_work(self, now: float) -> None:
+        from killswitch.services.acknowledgements import ingest_acknowledgements
+
+        try:  # acknowledgements from trading processes
+            ingest_acknowledgements()
+        except Exception:
+            logger.warning("acknowledgement ingestion failed", exc_info=True)
+        if now - self._last_requeue >= REQUEUE_INTERVAL_SECONDS:
+            self._last_requeue = now
+            try:  # notifications whose task was never queued or was lost
+                from killswitch.notifications.services import requeue_stuck
+
+                requeue_stuck()
+            except Exception:
+                logger.warning("re-queuing stuck notifications failed", exc_info=True)
+
+    def _done(self, outcome: str) -> str:
+        if outcome != self.last_outcome and outcome != Case.IN_SYNC:
+            logger.info("reconcile: %s", outcome, extra={"outcome": outcome})
+        self.last_outcome = outcome
+        return outcome
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        logger.info("reconciler started", extra={"interval": self.interval,
+                                                  "heartbeat_interval": self.heartbeat_interval})
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                close_old_connections()
+                try:
+                    self.run_once()
+                except Exception:  # never die: a dead reconciler silently halts every client
+                    logger.exception("reconcile round failed")
+                stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            connection.close()

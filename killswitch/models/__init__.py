@@ -1,0 +1,28 @@
+"""The kill switch's models, one module per family: scopes (the state), audit (the
+event chain), tokens (API tokens), clients (trading processes and their
+acknowledgements), notifications (deliveries). Writes happen in services only."""
+
+from __future__ import annotations
+
+from .audit import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    Action,
+    AppendOnlyError,
+    AuditHead,
+    Event,
+    Level,
+    Outcome,
+    ScopeKind,
+    Source,
+)
+from .clients import Acknowledgement, Propagation, TradingClient
+from .notifications import Notification, NotificationAttempt, NotificationStatus
+from .scopes import Scope
+from .tokens import ApiToken
+
+__all__ = [
+    "GENESIS_HASH", "HASHED_FIELDS", "Acknowledgement", "Action", "ApiToken", "AppendOnlyError",
+    "AuditHead", "Event", "Level", "Notification", "NotificationAttempt", "NotificationStatus",
+    "Outcome", "Propagation", "Scope", "ScopeKind", "Source", "TradingClient",
+]

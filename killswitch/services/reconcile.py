@@ -1,0 +1,106 @@
+"""What the reconciler decides to record: out-of-band writes of `trading_switch`,
+a Redis that lost (or garbled) the state, and alerts.
+
+The reconciler (killswitch.distribution.reconciler) compares Redis with the database
+and calls one of these; each is judged under the locks, against exactly the state
+the reconciler saw (`expected_version`), so a change that committed meanwhile is
+never mistaken for an out-of-band write.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from killswitch import domain as L
+from killswitch.models import Action, Event, Outcome, Scope, Source
+
+from .audit import append_event, lock_head, lock_scope, record
+from .authorization import REDIS_CLI_ACTOR, Actor
+from .errors import CooldownActive
+from .refusals import parse_scope
+from .transitions import transition
+
+SYSTEM_RECONCILER = "system:reconciler"
+
+
+def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Event | None:
+    """Turn an out-of-band write of `trading_switch` into an audited event.
+
+    Called when Redis' `trading_switch` differs from the global level while Redis is
+    otherwise at `expected_version`. Escalations are applied (source `redis`, so they
+    get the same broker work as any other); a resume or de-escalation inside the
+    cooldown is reverted and recorded as a violation; a value that is not a level is
+    reverted and recorded. Returns the event, or None when the state moved meanwhile
+    (the next round looks again).
+    """
+    actor = Actor.system(REDIS_CLI_ACTOR)
+    with transaction.atomic():
+        row = lock_scope(L.ScopeRef(L.GLOBAL))
+        head = lock_head()
+        if head.state_version != expected_version:
+            return None
+        level = L.normalize_level(observed)
+        if level is None:
+            shown = (observed or "")[:200]
+            return append_event(
+                head, action=Action.OUT_OF_BAND, outcome=Outcome.REVERTED, scope_kind=L.GLOBAL,
+                scope_key="", previous_level=row.level, new_level=row.level, requested_level="",
+                actor=actor.name, actor_user_id=None, source=Source.REDIS,
+                reason=f"redis-cli SET trading_switch {shown!r}",
+                detail=f"{shown!r} is not a level; expected one of {', '.join(L.LEVELS)}. "
+                       f"Reverted to {row.level}.",
+                version=head.state_version,
+            )
+        if level == row.level:
+            return None
+        # Still under the locks that checked the version: the write is judged against
+        # exactly the state it was made on.
+        try:
+            result = transition(
+                ref=L.ScopeRef(L.GLOBAL), target=level, actor=actor, source=Source.REDIS,
+                reason=f"redis-cli SET trading_switch {observed.strip()}", action=Action.OUT_OF_BAND,
+                client_address=None, revert_on_cooldown=True,
+            )
+        except CooldownActive as refusal:
+            return refusal.event  # caught inside the block: the violation event commits
+        return Event.objects.get(seq=result.seq)
+
+
+def restore_after_loss(*, observed: str | None, expected_version: int) -> Event | None:
+    """Redis lost the state (restart, FLUSHALL): decide what `trading_switch`, if
+    anything was written into the emptied Redis, means.
+
+    Only an escalation is honoured (as an audited out-of-band change): anything else is
+    not a decision to resume — the seed's own loop writes `running` when it finds the key
+    missing — so the database state is restored and the finding recorded.
+    """
+    found = L.normalize_level(observed)
+    current = Scope.objects.filter(kind=L.GLOBAL, key="").values_list("level", flat=True).first() or L.RUNNING
+    if found is not None and L.SEVERITY[found] > L.SEVERITY[current]:
+        return reconcile_out_of_band(observed=observed, expected_version=expected_version)
+    seen = "" if observed is None else f" (found trading_switch={observed[:50]!r})"
+    return record_restored(cause=f"Redis had lost the kill switch state{seen}")
+
+
+def record_restored(*, cause: str) -> Event:
+    """Record that Redis had lost (or garbled) the state and the reconciler republishes it.
+
+    The detail names the version and global level read under the locks, i.e. exactly
+    what the reconciler's next snapshot publishes.
+    """
+    with transaction.atomic():
+        row = lock_scope(L.ScopeRef(L.GLOBAL))
+        head = lock_head()
+        return append_event(
+            head, action=Action.RESTORED, outcome=Outcome.APPLIED, scope_kind=L.GLOBAL, scope_key="",
+            previous_level=row.level, new_level=row.level, requested_level="",
+            actor=SYSTEM_RECONCILER, actor_user_id=None, source=Source.AUTOMATIC, reason="",
+            detail=f"{cause}; republished version {head.state_version} (global {row.level}).",
+            version=head.state_version,
+        )
+
+
+def record_alert(*, scope: L.ScopeRef | str, actor: str, detail: str, reason: str = "") -> Event:
+    """Record an alert (a broker run that cannot finish, a client that did not obey)."""
+    return record(action=Action.ALERT, outcome=Outcome.RECORDED, scope=parse_scope(scope),
+                  actor=Actor.system(actor), source=Source.AUTOMATIC, detail=detail, reason=reason)

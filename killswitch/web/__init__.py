@@ -1,0 +1,1 @@
+"""The dashboard: the admin site with the Risk page, its live WebSocket, its panels."""
