@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from killswitch.models import Acknowledgement, Propagation, TradingClient
 from rest_framework.test import APIClient
 
 from killswitch import services
 from killswitch.client import KillSwitch
+from killswitch.models import Acknowledgement, Propagation, TradingClient
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

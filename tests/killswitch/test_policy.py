@@ -3,14 +3,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from killswitch.policy import load_policy, parse_policy
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.stack import ROOT
 
 
 def test_the_committed_file_has_the_seed_keys():

@@ -8,17 +8,16 @@ import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from killswitch.models import Event
 from killswitch.runtime import clock
 from killswitch.services.tokens import issue_token
+from tests.conftest import wait_for
+from tests.stack import ROOT
 
-from ..conftest import wait_for
-
-DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC = ROOT / "README.md"
 ZULU = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 pytestmark = [

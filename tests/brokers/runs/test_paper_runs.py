@@ -15,7 +15,7 @@ from brokers.models import BrokerAction, BrokerRun, PaperOrder, PaperPosition
 from killswitch import services as ks
 from killswitch.models import Event
 
-from .conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
+from ..conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

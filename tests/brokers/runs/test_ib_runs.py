@@ -16,7 +16,7 @@ from killswitch import services as ks
 from tests.conftest import figure, wait_for
 from tests.fake_ib.gateway import FakeGateway
 
-from .conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
+from ..conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

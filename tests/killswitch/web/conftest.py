@@ -20,12 +20,12 @@ from django.conf import settings
 
 from riskcontrol.embedded_redis import free_port
 from riskcontrol.env import current_database_url
+from tests.stack import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 # --- Personas: the admin needs is_staff -------------------------------------------------------
@@ -66,7 +66,7 @@ def _child_env(**extra: str) -> dict[str, str]:
         "DATABASE_URL": current_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "riskcontrol.settings",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(ROOT),
         "KILLSWITCH_TESTING": "1",
         "LOG_LEVEL": "WARNING",
     })
@@ -99,7 +99,7 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "riskcontrol.asgi:application"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -132,7 +132,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory,
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "-n", hostname,
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
     while b"ready." not in log.read_bytes():

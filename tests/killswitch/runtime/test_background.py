@@ -8,11 +8,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 from killswitch.runtime import background
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.stack import ROOT
 
 
 def test_items_run_in_order_after_the_caller_returns_and_failures_are_skipped():

@@ -31,7 +31,7 @@ from killswitch.models import Event
 from tests.conftest import wait_for
 from tests.events import event_of
 
-from .conftest import FAST_RUNS, use_config
+from ..conftest import FAST_RUNS, use_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
