@@ -194,12 +194,24 @@ class GatewayControl:
     def position_report_lag(self, seconds: float) -> None:
         """From now on, position reports (pushed updates, reqPositions, portfolio) trail the
         fills that change them by ``seconds``: until then they show the old position.
-        Fills (execDetails, orderStatus) are still reported at once.  0 switches it off
-        (reports already delayed still arrive when due).  Raises ValueError if negative."""
-        if seconds < 0:
-            raise ValueError(f"lag must be >= 0 seconds, not {seconds}")
+        Fills (execDetails, orderStatus, commissionReport) are still reported at once.
+
+        ``math.inf`` holds the reports until :meth:`release_position_reports` (for
+        tests that must not depend on timing); a finite value releases held reports.
+        0 switches the lag off (reports already scheduled still arrive when due).
+        Raises ValueError if ``seconds`` is negative or NaN.
+        """
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError(f"lag must be >= 0 seconds (or math.inf), not {seconds}")
 
         def set_lag() -> None:
-            self._engine.position_lag = float(seconds)
+            self._engine.position_lag = seconds
+            if seconds != float("inf"):
+                self._engine.release_held_reports()
 
         self._call(set_lag)
+
+    def release_position_reports(self) -> None:
+        """Send every position report held back by ``position_report_lag(math.inf)``."""
+        self._call(self._engine.release_held_reports)

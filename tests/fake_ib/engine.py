@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -44,8 +45,10 @@ class Engine:
         self.cancel_too_late_code = 10148
         #: Register unknown stock symbols on first use (see ContractRegistry.find).
         self.implicit_stocks = True
-        #: Seconds by which position reports trail the fills that change them.
+        #: Seconds by which position reports trail the fills that change them (inf: held
+        #: until release_held_reports).
         self.position_lag = 0.0
+        self.held_reports: list[tuple[Position, tuple[float, float, int]]] = []
         self.global_cancel_count = 0
         self.placed: list[dict[str, Any]] = []
         self.cancels: list[dict[str, Any]] = []
@@ -87,11 +90,19 @@ class Engine:
         """Report ``pos`` as it is now; after ``position_lag`` seconds if ``lagged`` and a lag is set."""
         self._report_seq += 1
         report = (pos.qty, pos.avg_cost, self._report_seq)
-        if lagged and self.position_lag > 0 and self.loop is not None:
+        if lagged and math.isinf(self.position_lag):
+            self.held_reports.append((pos, report))
+        elif lagged and self.position_lag > 0 and self.loop is not None:
             self.loop.call_later(self.position_lag, self._report_position, pos, report)
         else:
             self._report_position(pos, report)
         self.publish_pnl(pos.account, pos.contract.con_id)
+
+    def release_held_reports(self) -> None:
+        """Send the position reports held back by an infinite lag, oldest first."""
+        held, self.held_reports = self.held_reports, []
+        for pos, report in held:
+            self._report_position(pos, report)
 
     def _report_position(self, pos: Position, report: tuple[float, float, int]) -> None:
         qty, avg_cost, seq = report
