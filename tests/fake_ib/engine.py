@@ -16,7 +16,7 @@ from typing import Any
 
 from . import wire
 from .contracts import ContractSpec, NoSecurityDefinition
-from .orders import Reject, check_order, parse_place_order
+from .orders import PlaceRequest, Reject, check_order, parse_place_order
 from .protocol import (
     NO_SECURITY_DEFINITION,
     OUT_TICK_PRICE,
@@ -139,6 +139,59 @@ class Engine:
                 if key == (account, con_id):
                     conn.send(*wire.pnl_single_fields(req_id, self.book.pnl_single(account, con_id)))
 
+    # ---------------------------------------------------------------- control (loop side)
+    # The loop halves of FakeGateway's control calls (documented there).
+
+    def set_price(self, instrument: str | int, price: float, bid: float | None,
+                  ask: float | None, close: float | None) -> None:
+        spec = self.book.contract(instrument)
+        self.book.set_quote(spec, price, None if bid is None else float(bid),
+                            None if ask is None else float(ask), None if close is None else float(close))
+        self.publish_quote(spec)
+
+    def set_position(self, account: str, instrument: str | int, qty: float, avg_cost: float) -> None:
+        book = self.book
+        pos = book.set_position(account, book.contract(instrument), qty, avg_cost)
+        self.publish_position(pos, lagged=False)
+
+    def add_working_order(
+        self, account: str, instrument: str | int, action: str, qty: float,
+        limit_price: float | None, order_ref: str, client_id: int, order_type: str,
+        stop_price: float | None, exchange: str | None,
+    ) -> int:
+        book = self.book
+        book.check_account(account)
+        if action not in ("BUY", "SELL"):
+            raise ValueError(f"action must be BUY or SELL, not {action!r}")
+        if qty <= 0:
+            raise ValueError(f"qty must be positive, not {qty}")
+        needs = {"LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
+        if order_type not in needs:
+            raise ValueError(f"order_type must be LMT, STP or STP LMT, not {order_type!r}")
+        if needs[order_type][0] and limit_price is None:
+            raise ValueError(f"a {order_type} order needs limit_price")
+        if needs[order_type][1] and stop_price is None:
+            raise ValueError(f"a {order_type} order needs stop_price")
+        spec = book.contract(instrument)
+        order = book.new_order(
+            order_id=book.next_order_id, client_id=client_id, account=account, contract=spec,
+            exchange=exchange or spec.exchange, action=action, qty=qty, order_type=order_type,
+            limit_price=limit_price if needs[order_type][0] else None,
+            aux_price=stop_price, tif="DAY", order_ref=order_ref,
+        )
+        self.publish_order(order)
+        return order.order_id
+
+    def fill_order(
+        self, order_id: int, qty: float | None, price: float | None, client_id: int | None
+    ) -> None:
+        book = self.book
+        order = book.find(order_id, client_id)
+        if not order.working:
+            raise ValueError(f"order {order_id} is {order.status}, not working")
+        fill_qty = order.remaining if qty is None else min(float(qty), order.remaining)
+        self.fill(order, fill_qty, book.fill_price(order) if price is None else float(price))
+
     # ---------------------------------------------------------------- fills and cancels
 
     def venue(self, order: Order) -> str:
@@ -237,7 +290,7 @@ class Engine:
             entry["error_code"] = rej.code
             conn.error(req.order_id, rej.code, rej.message)
 
-    def _send_what_if(self, conn: Conn, req: Any, account: str, spec: ContractSpec) -> None:
+    def _send_what_if(self, conn: Conn, req: PlaceRequest, account: str, spec: ContractSpec) -> None:
         price = req.limit_price or self.book.mark(spec)
         notional = req.qty * price * spec.factor
         preview = Order(
@@ -248,7 +301,7 @@ class Engine:
         )
         conn.send(*wire.open_order_fields(preview, what_if_margin=f"{notional * 0.25:.2f}"))
 
-    def _modify(self, order: Order, req: Any) -> None:
+    def _modify(self, order: Order, req: PlaceRequest) -> None:
         if not order.working:
             if order.status == "Filled":
                 raise Reject(104, "Can't modify a filled order.")

@@ -191,27 +191,14 @@ class FakeGateway(GatewayControl):
         Market orders fill at the ask (buy) or bid (sell).  Market-data subscribers get
         bid/ask/last ticks; portfolio and P&L subscribers of holders get new values.
         """
-        self._call(self._set_price, instrument, float(price), bid, ask, close)
-
-    def _set_price(self, instrument: str | int, price: float, bid: float | None,
-                   ask: float | None, close: float | None) -> None:
-        spec = self._engine.book.contract(instrument)
-        self._engine.book.set_quote(spec, price, None if bid is None else float(bid),
-                                    None if ask is None else float(ask),
-                                    None if close is None else float(close))
-        self._engine.publish_quote(spec)
+        self._call(self._engine.set_price, instrument, float(price), bid, ask, close)
 
     # ------------------------------------------------------------------ control API: positions and orders
 
     def set_position(self, account: str, instrument: str | int, qty: float, avg_cost: float) -> None:
         """Overwrite a position at once (not lagged); ``avg_cost`` is IB's avgCost, i.e.
         average price x multiplier.  Subscribed clients are told."""
-        self._call(self._set_position, account, instrument, float(qty), float(avg_cost))
-
-    def _set_position(self, account: str, instrument: str | int, qty: float, avg_cost: float) -> None:
-        book = self._engine.book
-        pos = book.set_position(account, book.contract(instrument), qty, avg_cost)
-        self._engine.publish_position(pos, lagged=False)
+        self._call(self._engine.set_position, account, instrument, float(qty), float(avg_cost))
 
     def add_working_order(
         self,
@@ -235,55 +222,17 @@ class FakeGateway(GatewayControl):
         ValueError for an unknown account, side or order type, or missing prices.
         """
         return self._call(
-            self._add_working_order, account, instrument, action.upper(), float(qty),
+            self._engine.add_working_order, account, instrument, action.upper(), float(qty),
             None if limit_price is None else float(limit_price), order_ref, int(client_id),
             order_type.upper(), None if stop_price is None else float(stop_price), exchange,
         )
-
-    def _add_working_order(
-        self, account: str, instrument: str | int, action: str, qty: float,
-        limit_price: float | None, order_ref: str, client_id: int, order_type: str,
-        stop_price: float | None, exchange: str | None,
-    ) -> int:
-        book = self._engine.book
-        book.check_account(account)
-        if action not in ("BUY", "SELL"):
-            raise ValueError(f"action must be BUY or SELL, not {action!r}")
-        if qty <= 0:
-            raise ValueError(f"qty must be positive, not {qty}")
-        needs = {"LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
-        if order_type not in needs:
-            raise ValueError(f"order_type must be LMT, STP or STP LMT, not {order_type!r}")
-        if needs[order_type][0] and limit_price is None:
-            raise ValueError(f"a {order_type} order needs limit_price")
-        if needs[order_type][1] and stop_price is None:
-            raise ValueError(f"a {order_type} order needs stop_price")
-        spec = book.contract(instrument)
-        order = book.new_order(
-            order_id=book.next_order_id, client_id=client_id, account=account, contract=spec,
-            exchange=exchange or spec.exchange, action=action, qty=qty, order_type=order_type,
-            limit_price=limit_price if needs[order_type][0] else None,
-            aux_price=stop_price, tif="DAY", order_ref=order_ref,
-        )
-        self._engine.publish_order(order)
-        return order.order_id
 
     def fill_order(
         self, order_id: int, qty: float | None = None, price: float | None = None,
         client_id: int | None = None,
     ) -> None:
         """Fill a working order (default: all of the remainder at its limit or the market)."""
-        self._call(self._fill_order, order_id, qty, price, client_id)
-
-    def _fill_order(
-        self, order_id: int, qty: float | None, price: float | None, client_id: int | None
-    ) -> None:
-        book = self._engine.book
-        order = book.find(order_id, client_id)
-        if not order.working:
-            raise ValueError(f"order {order_id} is {order.status}, not working")
-        fill_qty = order.remaining if qty is None else min(float(qty), order.remaining)
-        self._engine.fill(order, fill_qty, book.fill_price(order) if price is None else float(price))
+        self._call(self._engine.fill_order, order_id, qty, price, client_id)
 
     # ------------------------------------------------------------------ control API: connections
 
