@@ -83,8 +83,21 @@ class GatewayControl:
     # ------------------------------------------------------------------ snapshots
 
     def contract(self, instrument: str | int) -> dict[str, Any]:
-        """The contract a conId or stock symbol names (snake_case fields); KeyError if unknown."""
-        return self._call(lambda: self._engine.book.contract(instrument).as_dict())
+        """The registered contract a conId or US stock symbol names (snake_case fields).
+
+        Raises KeyError if there is none (a snapshot never registers an implicit stock).
+        """
+
+        def find() -> dict[str, Any]:
+            registry = self._engine.book.contracts
+            if isinstance(instrument, int):
+                return registry.require(instrument).as_dict()
+            for spec in registry.all():
+                if spec.sec_type == "STK" and spec.symbol == instrument and spec.currency == "USD":
+                    return spec.as_dict()
+            raise KeyError(f"no US stock {instrument!r} is registered")
+
+        return self._call(find)
 
     def contracts(self) -> list[dict[str, Any]]:
         """Every registered contract, in registration order."""

@@ -163,11 +163,7 @@ def fmt(value: Any) -> str:
 
 
 def qty_text(value: float) -> str:
-    """A quantity as TWS writes a Decimal: ``5`` for whole numbers, ``0.75`` otherwise.
-
-    ib_async parses some quantities (pnlSingle's position) with ``int()``, which
-    accepts ``"5"`` but not ``"5.0"``.
-    """
+    """A quantity as TWS writes a Decimal: ``5`` for whole numbers, ``0.75`` otherwise."""
     if math.isfinite(value) and value == int(value):
         return str(int(value))
     return repr(value)

@@ -154,3 +154,6 @@ def test_add_contract_refuses_bad_or_conflicting_definitions(desk) -> None:
     assert desk.add_contract(**CONTRACTS["FUT"]) == con("FUT")
     with pytest.raises(KeyError, match="no contract with conId 42"):
         desk.set_price(42, 1.0)
+    assert desk.contract(con("FUT"))["local_symbol"] == "ESZ6"
+    with pytest.raises(KeyError, match="no US stock 'IBM'"):
+        desk.contract("IBM")

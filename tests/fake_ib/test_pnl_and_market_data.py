@@ -48,6 +48,15 @@ def test_daily_pnl_counts_from_the_prior_close(desk, connect) -> None:
     assert (single.dailyPnL, single.unrealizedPnL) == (200.0, 500.0)
 
 
+def test_pnl_of_a_fractional_crypto_position(desk, connect) -> None:
+    desk.set_price(con("CRYPTO"), 64000.0)
+    desk.set_position(ACC1, con("CRYPTO"), 0.75, 60000.0)
+    ib, _ = connect(1)
+    single = ib.reqPnLSingle(ACC1, "", con("CRYPTO"))
+    wait_until(ib, lambda: single.position == 0.75)
+    assert (single.unrealizedPnL, single.value) == (3000.0, 48000.0)
+
+
 def test_cancelled_pnl_subscriptions_stop_updating(desk, connect) -> None:
     desk.set_position(ACC1, con("FUT"), 1, 5000.0 * 50)
     ib, errors = connect(1)

@@ -24,6 +24,9 @@ from .support import (
 )
 
 NO_DEFINITION = "No security definition has been found for the request"
+#: Where a fill is reported as executed: the routed exchange, or for SMART a listing venue.
+VENUES = {"STK": "ISLAND", "FUT": "CME", "OPT": "CBOE", "FOP": "CME", "CASH": "IDEALPRO",
+          "CFD": "SMART", "CRYPTO": "PAXOS", "BOND": "SMART"}
 
 
 def routed(sec_type: str) -> Contract:
@@ -46,6 +49,8 @@ def test_market_order_by_con_id_fills_at_the_contracts_price(desk, connect, sec_
     assert (ex.side, ex.shares, ex.price, ex.cumQty, ex.avgPrice) == ("BOT", qty, price, qty, price)
     assert (ex.acctNumber, ex.orderRef, ex.clientId, ex.orderId) == (ACC1, "t-1", 1, trade.order.orderId)
     assert ex.permId == trade.order.permId and ex.execId
+    assert ex.exchange == VENUES[sec_type]
+    assert abs(ex.time.timestamp() - time.time()) < 120  # stamped now (TWS time, UTC)
     assert fill.contract.conId == con(sec_type)  # ib_async keeps its own trade's contract
     assert fill.commissionReport.currency == "USD"
     # The position is in contracts / units, its avgCost includes the multiplier.
