@@ -1,18 +1,15 @@
-"""Wire-level tests: the real ib_async client against FakeGateway, no mocks.
+"""Wire-level tests: the real ib_async client against FakeGateway, no mocks (US stocks).
 
 Every test talks TCP to a gateway running in its own thread and loop, while
-ib_async runs its synchronous API on the test thread's loop.  A decoder
-error inside ib_async (it only logs those) fails the test, so a misaligned
-message layout cannot pass silently.
+ib_async runs its synchronous API on the test thread's loop (fixtures in
+conftest.py fail a test on any ib_async decoder error).
 """
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,86 +18,9 @@ from ib_async import IB, LimitOrder, MarketOrder, Stock, Trade
 from tests.fake_ib import FakeGateway
 from tests.fake_ib.gateway import SERVER_VERSION, con_id_for
 
-ACC1, ACC2 = "DU111111", "DU222222"
+from .support import ACC1, ACC2, codes, settle, wait_disconnected, wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-ErrorLog = list[tuple[int, int, str]]
-
-
-def wait_until(ib: IB, predicate: Callable[[], object], timeout: float = 3.0) -> None:
-    """Run ib_async's loop until ``predicate()`` is truthy; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        ib.sleep(0.02)
-
-
-def wait_disconnected(ib: IB, timeout: float = 3.0) -> None:
-    """Like wait_until(not connected); ib_async's sync API raises ConnectionError on a lost socket."""
-    deadline = time.monotonic() + timeout
-    while ib.isConnected():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still connected after {timeout}s")
-        try:
-            ib.sleep(0.02)
-        except ConnectionError:
-            pass
-
-
-def settle(ib: IB, seconds: float = 0.2) -> None:
-    """Give in-flight messages time to arrive (used before asserting something did NOT happen)."""
-    ib.sleep(seconds)
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeGateway]:
-    gw = FakeGateway(accounts=(ACC1, ACC2)).start()
-    try:
-        yield gw
-        assert gw.internal_errors == []
-        assert gw.unhandled_messages == []
-    finally:
-        gw.stop()
-
-
-@pytest.fixture
-def connect(gateway: FakeGateway) -> Iterator[Callable[..., tuple[IB, ErrorLog]]]:
-    """Factory: connect a fresh ib_async IB with ``clientId``; returns (ib, error events)."""
-    decode_errors = _Collect()
-    decoder_log = logging.getLogger("ib_async.Decoder")
-    decoder_log.addHandler(decode_errors)
-    clients: list[IB] = []
-
-    def _connect(client_id: int, **kwargs: object) -> tuple[IB, ErrorLog]:
-        ib = IB()
-        ib.RequestTimeout = 5  # a missing reply must fail the test, not hang it
-        errors: ErrorLog = []
-        ib.errorEvent += lambda req_id, code, msg, _contract: errors.append((req_id, code, msg))
-        ib.connect("127.0.0.1", gateway.port, clientId=client_id, timeout=5, **kwargs)
-        clients.append(ib)
-        return ib, errors
-
-    try:
-        yield _connect
-        assert [r.getMessage() for r in decode_errors.records] == []
-    finally:
-        decoder_log.removeHandler(decode_errors)
-        for ib in clients:
-            ib.disconnect()
-
-
-def codes(errors: ErrorLog) -> list[int]:
-    return [code for _req, code, _msg in errors]
 
 
 def stock(symbol: str) -> Stock:
