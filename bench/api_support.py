@@ -11,7 +11,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
 
-from riskcontrol.performance.handler import get_http_application  # noqa: E402
+# Each piece of the performance layer (riskcontrol/performance) can be left out, to
+# measure what it buys (bench_api.py --ablation): BENCH_WITHOUT is a comma-separated
+# list of one-hop, admission, auth-cache, status-cache.
+WITHOUT = set(filter(None, os.environ.get("BENCH_WITHOUT", "").split(",")))
+if "one-hop" in WITHOUT:
+    from django.core.asgi import get_asgi_application as get_http_application  # noqa: E402
+else:
+    from riskcontrol.performance.handler import get_http_application  # noqa: E402
 
 # The product's HTTP handler (riskcontrol/asgi.py), for the bare view as for the API.
 django_app = get_http_application()
@@ -34,12 +41,23 @@ urlpatterns = [
 ]
 
 
-# As riskcontrol/asgi.py serves HTTP (with the read admission of killswitch.throttling),
-# unless BENCH_NO_READ_ADMISSION is set, which measures plain Django for comparison.
+if "auth-cache" in WITHOUT:
+    settings.KILLSWITCH_READ_AUTH_CACHE_SECONDS = 0
+if "status-cache" in WITHOUT:
+    from killswitch.selectors import scopes  # noqa: E402
+    from riskcontrol.performance.caches import KeyedRows  # noqa: E402
+
+    class _NeverKept(KeyedRows):
+        def get(self, key, load, key_of):
+            return load()
+
+    scopes._status_rows = _NeverKept()
+
+# As riskcontrol/asgi.py serves HTTP (with the read admission).
 from riskcontrol.performance.admission import ReadsYieldToWrites  # noqa: E402
 
 _limit = int(os.environ.get("BENCH_MAX_CONCURRENT_READS", "0")) or None
-application = django_app if os.environ.get("BENCH_NO_READ_ADMISSION") else ReadsYieldToWrites(django_app, _limit)
+application = django_app if "admission" in WITHOUT else ReadsYieldToWrites(django_app, _limit)
 
 from riskcontrol.performance.handler import settle_server_process  # noqa: E402
 

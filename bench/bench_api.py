@@ -16,7 +16,7 @@ delay them.
    commit, Redis publish) every 100 ms. p50/p99. Goal p99 <= 50 ms.
 
 Usage: .venv/bin/python bench/bench_api.py [--clients 200] [--seconds 8] [--activations 100]
-                                          [--postgres postgres://user:pw@host:5432/any]
+                                          [--postgres postgres://user:pw@host:5432/any] [--ablation]
 """
 
 from __future__ import annotations
@@ -113,15 +113,73 @@ def _activator(port: int, token: str, n: int, interval: float, start_after: floa
     out.put((latencies, failures))
 
 
+VARIANTS = ("", "one-hop", "admission", "auth-cache", "status-cache")
+
+
+def _serve_and_measure(args, reader_token: str, trader_token: str, work: Path, without: str) -> dict:
+    """Start one daphne (leaving out `without`, see api_support.py), measure, stop it."""
+    from riskcontrol.embedded_redis import free_port
+
+    port = free_port()
+    log = open(work / f"daphne-{without or 'full'}.log", "wb")
+    daphne = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.api_support:application"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "BENCH_WITHOUT": without},
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/bench/bare")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or daphne.poll() is not None:
+                    raise RuntimeError(f"daphne did not start; see {log.name}") from None
+                time.sleep(0.1)
+        status_path = "/api/risk/kill-switch"
+        asyncio.run(_load(port, "/bench/bare", None, 20, 1.0))  # warm-up
+        asyncio.run(_load(port, status_path, reader_token, 20, 1.0))
+        bare_rps, bare_err = asyncio.run(_load(port, "/bench/bare", None, args.clients, args.seconds))
+        status_rps, status_err = asyncio.run(_load(port, status_path, reader_token, args.clients, args.seconds))
+        queue: multiprocessing.Queue = multiprocessing.Queue()
+        tag = (without or "full").replace("-", "").upper()
+        # Baseline: the same activations with no readers (the cost of the write itself:
+        # SQLite commit, audit chain, Redis publish, signal receivers).
+        _activator(port, trader_token, args.activations // 2, 0.1, 0.0, queue, f"IDLE{tag}")
+        idle, idle_failures = queue.get(timeout=60)
+        activator = multiprocessing.Process(
+            target=_activator, args=(port, trader_token, args.activations, 0.1, 1.0, queue, f"LOAD{tag}"))
+        activator.start()
+        # The readers keep going until the activator is done.
+        loaded_rps = asyncio.run(_load_until(port, status_path, reader_token, args.clients, activator))
+        latencies, failures = queue.get(timeout=60)
+        activator.join(timeout=10)
+    finally:
+        daphne.terminate()
+        try:
+            daphne.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+        log.close()
+    return {"bare_rps": bare_rps, "bare_err": bare_err, "status_rps": status_rps, "status_err": status_err,
+            "idle": idle, "idle_failures": idle_failures, "latencies": latencies, "failures": failures,
+            "loaded_rps": loaded_rps}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=8.0, help="per throughput phase")
     parser.add_argument("--activations", type=int, default=100)
     parser.add_argument("--postgres", metavar="URL", help="run on a temporary database on this server")
+    parser.add_argument("--ablation", action="store_true",
+                        help="measure again without each piece of riskcontrol/performance, in the same run")
     args = parser.parse_args()
 
-    from riskcontrol.embedded_redis import EmbeddedRedis, free_port
+    from riskcontrol.embedded_redis import EmbeddedRedis
 
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     database = _TemporaryPostgres(args.postgres) if args.postgres else None
@@ -145,52 +203,11 @@ def main() -> int:
         User.objects.create_user(name).groups.add(Group.objects.get(name=role))
     reader_token = issue_token(username="bench_viewer").key
     trader_token = issue_token(username="bench_trader").key
-
-    port = free_port()
-    log = open(work / "daphne.log", "wb")
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.api_support:application"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
-    )
+    results: dict[str, dict] = {}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/bench/bare")
-                conn.getresponse().read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or daphne.poll() is not None:
-                    raise RuntimeError(f"daphne did not start; see {work / 'daphne.log'}") from None
-                time.sleep(0.1)
-
-        status_path = "/api/risk/kill-switch"
-        asyncio.run(_load(port, "/bench/bare", None, 20, 1.0))  # warm-up
-        asyncio.run(_load(port, status_path, reader_token, 20, 1.0))
-        bare_rps, bare_err = asyncio.run(_load(port, "/bench/bare", None, args.clients, args.seconds))
-        status_rps, status_err = asyncio.run(_load(port, status_path, reader_token, args.clients, args.seconds))
-
-        queue: multiprocessing.Queue = multiprocessing.Queue()
-        interval = 0.1
-        # Baseline: the same activations with no readers (the cost of the write itself:
-        # SQLite commit, audit chain, Redis publish, signal receivers).
-        _activator(port, trader_token, args.activations // 2, interval, 0.0, queue, "IDLE")
-        idle, idle_failures = queue.get(timeout=60)
-        activator = multiprocessing.Process(
-            target=_activator, args=(port, trader_token, args.activations, interval, 1.0, queue))
-        activator.start()
-        # The readers keep going until the activator is done.
-        loaded_rps = asyncio.run(_load_until(port, status_path, reader_token, args.clients, activator))
-        latencies, failures = queue.get(timeout=60)
-        activator.join(timeout=10)
+        for without in VARIANTS if args.ablation else ("",):
+            results[without] = _serve_and_measure(args, reader_token, trader_token, work, without)
     finally:
-        daphne.terminate()
-        try:
-            daphne.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
-        log.close()
         redis_server.cleanup()
         if database:
             from django.db import connections
@@ -198,22 +215,31 @@ def main() -> int:
             connections.close_all()
             database.drop()
 
-    ratio = status_rps / bare_rps if bare_rps else 0.0
-    p50, p99 = statistics.median(latencies), pct(latencies, 99)
     kind = f"PostgreSQL ({database.name})" if database else "SQLite"
     print(f"clients: {args.clients} keep-alive connections, one daphne process, {kind}, embedded Redis")
-    print(f"bare Django view            {bare_rps:8.1f} req/s  ({bare_err} errors)")
-    print(f"GET /api/risk/kill-switch   {status_rps:8.1f} req/s  ({status_err} errors)")
+    full = results[""]
+    ratio = full["status_rps"] / full["bare_rps"] if full["bare_rps"] else 0.0
+    latencies, idle = full["latencies"], full["idle"]
+    p50, p99 = statistics.median(latencies), pct(latencies, 99)
+    print(f"bare Django view            {full['bare_rps']:8.1f} req/s  ({full['bare_err']} errors)")
+    print(f"GET /api/risk/kill-switch   {full['status_rps']:8.1f} req/s  ({full['status_err']} errors)")
     print(f"ratio status/bare: {ratio:.2f}x  (goal >= 0.5x: {'meets' if ratio >= 0.5 else 'MISSES'})")
     print(f"activation, no readers:     n={len(idle)} p50={statistics.median(idle):.1f} ms  "
-          f"p99={pct(idle, 99):.1f} ms  failures={len(idle_failures)}")
-    print(f"activation under load ({args.clients} readers at {loaded_rps:.0f} req/s): n={len(latencies)} "
-          f"p50={p50:.1f} ms  p99={p99:.1f} ms  max={max(latencies):.1f} ms  failures={len(failures)}")
+          f"p99={pct(idle, 99):.1f} ms  failures={len(full['idle_failures'])}")
+    print(f"activation under load ({args.clients} readers at {full['loaded_rps']:.0f} req/s): n={len(latencies)} "
+          f"p50={p50:.1f} ms  p99={p99:.1f} ms  max={max(latencies):.1f} ms  failures={len(full['failures'])}")
     print(f"activation p99 {p99:.1f} ms (goal <= 50 ms: {'meets' if p99 <= 50 else 'MISSES'})")
-    if failures:
-        print("  e.g.", failures[:3])
+    if full["failures"]:
+        print("  e.g.", full["failures"][:3])
     print(f"activation p99 under load / without load: {p99 / max(pct(idle, 99), 0.001):.2f}x")
-    return 0 if ratio >= 0.5 and p99 <= 50 and not failures else 1
+    if args.ablation:
+        print("\nwithout one piece of riskcontrol/performance (same run; ratios against the full stack):")
+        print(f"{'left out':<14} {'status req/s':>13} {'vs full':>8} {'act. p50':>9} {'act. p99':>9} {'vs full':>8}")
+        for without, r in results.items():
+            q99 = pct(r["latencies"], 99)
+            print(f"{without or '(nothing)':<14} {r['status_rps']:13.1f} {r['status_rps'] / full['status_rps']:7.2f}x "
+                  f"{statistics.median(r['latencies']):8.1f}  {q99:8.1f}  {q99 / p99:7.2f}x")
+    return 0 if ratio >= 0.5 and p99 <= 50 and not full["failures"] else 1
 
 
 class _TemporaryPostgres:

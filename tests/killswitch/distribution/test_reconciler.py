@@ -31,7 +31,8 @@ def test_flushall_is_healed_and_recorded(reconciler, redis_client, trader):
     assert redis_client.hget("killswitch:state", "global") == "halt"
     restored = wait_for(lambda: _events(action="restored", version=1))
     assert "lost the kill switch state; republished version 1 (global halt)" in restored[0].detail
-    # the log is rebuilt from the database, newest first
+    # the log is rebuilt from the database (right after the state), newest first
+    wait_for(lambda: redis_client.llen("risk:kill_switch:log") == Event.objects.count())
     entries = [json.loads(e) for e in redis_client.lrange("risk:kill_switch:log", 0, -1)]
     seqs = [e["seq"] for e in entries]
     assert seqs == sorted(seqs, reverse=True) and len(entries) == Event.objects.count()
@@ -154,3 +155,46 @@ def test_the_reconciler_queues_stuck_notifications_again(reconciler, redis_clien
     wait_for(lambda: row.pk in queued, timeout=15)  # the reconciler looks every 5 s
     row.refresh_from_db()
     assert row.status == "pending" and row.updated_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_version_written_ahead_of_the_database_is_an_alert_and_is_undone(reconciler, redis_client, trader):
+    """Somebody with Redis write access fakes a newer state: `HSET killswitch:state version
+    99999999999 global running` during a halt. It is tampering: an alert naming what was
+    found, and the database's state republished at once (a real activation afterwards
+    must reach Redis, which it could not while Redis was ahead)."""
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api")
+    wait_for(lambda: redis_client.hget("killswitch:state", "global") == "halt")
+    redis_client.hset("killswitch:state", mapping={"version": "99999999999", "global": "running"})
+    alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
+    assert "ahead of the database" in alert.detail and "99999999999" in alert.detail
+    wait_for(lambda: redis_client.hget("killswitch:state", "version") == "1", timeout=10)
+    assert redis_client.hget("killswitch:state", "global") == "halt"
+    services.activate(scope="account:DU1", level="kill", reason="r", actor=trader, source="api")
+    wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "kill", timeout=10)
+
+
+def test_levels_that_no_event_explains_are_an_alert_and_are_undone(reconciler, redis_client, trader):
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    services.activate(scope="account:DU1", level="halt", reason="crash", actor=trader, source="api")
+    wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt")
+    redis_client.hset("killswitch:state", "account:DU1", "running")
+    alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
+    assert "no event explains" in alert.detail and "account:DU1=running" in alert.detail
+    wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt", timeout=10)
+
+
+@pytest.mark.parametrize("key", ["killswitch:state", "trading_switch", "risk:kill_switch:log"])
+def test_a_contract_key_of_the_wrong_type_is_an_alert_and_is_rewritten(reconciler, redis_client, trader, key):
+    """A key replaced with another type made every read of it fail (WRONGTYPE); the
+    reconciler deletes it and republishes instead of failing every round."""
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api")
+    wait_for(lambda: redis_client.hget("killswitch:state", "global") == "halt")
+    redis_client.delete(key)
+    redis_client.sadd(key, "garbage")
+    alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
+    assert "wrong type" in alert.detail and key in alert.detail
+    wait_for(lambda: redis_client.type(key) == ("string" if key == "trading_switch" else
+                                                "hash" if key == "killswitch:state" else "list"), timeout=10)
+    assert redis_client.get("trading_switch") == "halt"
