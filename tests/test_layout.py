@@ -49,8 +49,9 @@ def test_no_module_is_past_450_lines():
 
 def test_the_severity_order_is_written_once():
     """Lua scripts take it from the domain; no Python module outside the contract spells it."""
-    from killswitch.distribution import scripts
     from killswitch_client.contract import lua_severity_table
+
+    from killswitch.distribution import scripts
 
     for lua in (ROOT / "killswitch" / "distribution" / "lua").glob("*.lua"):
         assert "running=0" not in lua.read_text(), f"{lua.name} holds its own copy of the severity order"
