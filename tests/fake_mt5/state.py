@@ -13,9 +13,11 @@ to the account currency through the other symbols' quotes (``EURUSD`` for EUR,
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from . import constants as c
 
@@ -26,6 +28,36 @@ VOLUME_EPS = 1e-8
 def now_msc() -> int:
     """Wall-clock time in milliseconds since the epoch."""
     return int(time.time() * 1000)
+
+
+class RequestError(Exception):
+    """The request is malformed; the module answers None with last_error (-2, message)."""
+
+
+def group_matches(name: str, group: str) -> bool:
+    """MT5 group filter: comma-separated masks with ``*``, ``!`` excludes, applied in order."""
+    selected = False
+    for cond in (part.strip() for part in group.split(",")):
+        if not cond:
+            continue
+        negate = cond.startswith("!")
+        mask = cond[1:] if negate else cond
+        if fnmatch.fnmatchcase(name.upper(), mask.upper()):
+            selected = not negate
+    return selected
+
+
+def epoch(value: object, arg: str) -> float:
+    """A history bound (datetime or epoch number) in epoch seconds.
+
+    Raises:
+        RequestError: anything else; the module answers (-2, 'Invalid "<arg>" argument').
+    """
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if type(value) in (int, float):
+        return float(value)
+    raise RequestError(f'Invalid "{arg}" argument')
 
 
 def round_volume(volume: float) -> float:

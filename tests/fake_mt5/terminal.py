@@ -22,11 +22,9 @@ names, signatures and return conventions:
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 import types
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 from . import constants as c
@@ -42,35 +40,24 @@ from .records import (
     TradeOrder,
     TradePosition,
 )
-from .state import Account, Book, Deal, Order, Position, Symbol
-from .trading import Faults, RequestError, Trader
+from .state import (
+    Account,
+    Book,
+    Deal,
+    Order,
+    Position,
+    RequestError,
+    Symbol,
+    epoch,
+    group_matches,
+)
+from .trading import Faults, Trader
 
 VERSION = (500, 5120, "01 Jun 2025")
 NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 AUTH_FAILED = (c.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
 CALL_FAILED = (c.RES_E_FAIL, "Terminal: Call failed")
 UNNAMED = (c.RES_E_INVALID_PARAMS, "Unnamed arguments not allowed")
-
-
-def group_matches(name: str, group: str) -> bool:
-    """MT5 group filter: comma-separated masks with ``*``, ``!`` excludes, applied in order."""
-    selected = False
-    for cond in (part.strip() for part in group.split(",")):
-        if not cond:
-            continue
-        negate = cond.startswith("!")
-        mask = cond[1:] if negate else cond
-        if fnmatch.fnmatchcase(name.upper(), mask.upper()):
-            selected = not negate
-    return selected
-
-
-def _epoch(value: object, arg: str) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if type(value) in (int, float):
-        return float(value)
-    raise RequestError(f'Invalid "{arg}" argument')
 
 
 class FakeTerminal:
@@ -131,6 +118,9 @@ class FakeTerminal:
                    timeout: int | None = None, portable: bool = False) -> bool:
         with self.lock:
             self.calls.append(("initialize", repr(((path,), dict(login=login, server=server)))))
+            if login is not None and type(login) is not int:
+                # A login read from the environment is a str: the C module refuses it.
+                return self._fail((c.RES_E_INVALID_PARAMS, 'Invalid "login" argument'), False)
             if not self._credentials_ok(login, password, server):
                 return self._fail(AUTH_FAILED, False)
             self.initialized = True
@@ -374,7 +364,7 @@ class FakeTerminal:
         if position is not None:
             return [i for i in items if position_of(i) == position]
         try:
-            start, end = _epoch(date_from, "date_from"), _epoch(date_to, "date_to")
+            start, end = epoch(date_from, "date_from"), epoch(date_to, "date_to")
         except RequestError as exc:
             return self._fail((c.RES_E_INVALID_PARAMS, str(exc)))
         return [i for i in items if start <= self._t(msc(i)) / 1000 <= end

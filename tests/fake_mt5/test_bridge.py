@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -50,6 +51,8 @@ def test_initialize_login_and_account_info(fake_mt5: FakeMT5) -> None:
     try:
         assert mt5.account_info() is None
         assert mt5.last_error() == (-10004, "No IPC connection")
+        assert mt5.initialize(login=str(LOGIN)) is False
+        assert mt5.last_error() == (-2, 'Invalid "login" argument')
         assert mt5.initialize(login=LOGIN + 1) is False
         assert mt5.last_error() == (-6, "Terminal: Authorization failed")
         assert mt5.initialize(login=LOGIN, server="FakeBroker-Demo", timeout=5000) is True
@@ -137,7 +140,7 @@ def test_dropping_the_bridge_breaks_the_session_and_a_reconnect_works(
 ) -> None:
     ticket = fake_mt5.add_position("EURUSD", "buy", 0.10)
     old = mt5.positions_get()[0]
-    fake_mt5.drop_bridge(refuse_for=1.0)
+    fake_mt5.drop_bridge(refuse_for=3.0)
 
     with pytest.raises(EOFError):
         mt5.positions_get()
@@ -158,6 +161,8 @@ def test_dropping_the_bridge_breaks_the_session_and_a_reconnect_works(
 def test_a_bridge_restart_needs_initialize_again(fake_mt5: FakeMT5, mt5: Any) -> None:
     fake_mt5.add_position("EURUSD", "buy", 0.10)
     fake_mt5.drop_bridge(reset_session=True)
+    with pytest.raises(EOFError):
+        mt5.positions_total()
     again = connect_mt5(fake_mt5)
     try:
         assert again.positions_get() is None
@@ -205,6 +210,20 @@ def test_a_stalled_reply_times_out_the_client_but_the_order_executed(
         close_client(mt5)
 
 
+def test_history_by_dates_groups_and_tickets(fake_mt5: FakeMT5, mt5: Any) -> None:
+    eur = fake_mt5.add_position("EURUSD", "buy", 0.10)
+    fake_mt5.add_position("USDJPY", "sell", 0.10)
+    now = datetime.now()
+    # mt5linux sends datetimes as repr(...) literals; the fake compares epoch seconds.
+    window = (now - timedelta(hours=1), now + timedelta(hours=1))
+    assert mt5.history_deals_total(*window) == 2
+    assert [d.symbol for d in mt5.history_deals_get(*window, group="*JPY*")] == ["USDJPY"]
+    assert mt5.history_deals_get(now + timedelta(hours=1), now + timedelta(hours=2)) == ()
+    (order,) = mt5.history_orders_get(ticket=eur)
+    assert (order.state, order.position_id) == (mt5.ORDER_STATE_FILLED, eur)
+    assert mt5.history_deals_get() is None and mt5.last_error()[0] == -2
+
+
 def test_plain_rpyc_classic_client_reaches_the_same_module(fake_mt5: FakeMT5) -> None:
     ticket = fake_mt5.add_order("EURUSD", "sell_limit", 0.10, 1.09000, magic=5)
     conn = fake_mt5.classic()
@@ -223,7 +242,8 @@ def test_plain_rpyc_classic_client_reaches_the_same_module(fake_mt5: FakeMT5) ->
 
 def test_the_standalone_process_serves_what_its_arguments_set_up() -> None:
     with running(login=777, positions=["EURUSD:buy:0.1:1.084", "EURUSD:sell:0.2:1.086"],
-                 orders=["USDJPY:buy_limit:0.3:150.0"], prices=["USDJPY=151.0"]) as fake:
+                 orders=["USDJPY:buy_limit:0.3:150.0"], prices=["USDJPY=151.0"],
+                 extra_args=["--server-time-offset", "7200"]) as fake:
         mt5 = fake.mt5linux()
         try:
             assert mt5.initialize(login=777) is True
@@ -234,6 +254,8 @@ def test_the_standalone_process_serves_what_its_arguments_set_up() -> None:
                 "USDJPY", mt5.ORDER_TYPE_BUY_LIMIT, 0.3, 150.0)
             tick = mt5.symbol_info_tick("USDJPY")
             assert (tick.bid, tick.ask) == (151.0, 151.015)
+            # Trade-server time, two hours ahead of UTC here, is what MT5 reports.
+            assert mt5.positions_get()[0].time - time.time() == pytest.approx(7200, abs=120)
         finally:
             close_client(mt5)
         pid = fake.pid

@@ -38,13 +38,9 @@ from typing import Any
 from . import constants as c
 from .fills import BUY_SIDE, PENDING_TYPES, Ledger
 from .records import REQUEST_FIELD_TYPES, OrderCheckResult, OrderSendResult, TradeRequest
-from .state import Book, Order, Position, Symbol, now_msc, round_volume
+from .state import Book, Order, Position, RequestError, Symbol, now_msc, round_volume
 
 MAX_COMMENT = 31
-
-
-class RequestError(Exception):
-    """The request is malformed; the module answers None with last_error (-2, message)."""
 
 
 class Rejected(Exception):
