@@ -313,6 +313,8 @@ def test_a_slow_answer_still_takes_effect(api, http):
 
 def test_going_down_refuses_connections_and_coming_back_keeps_port_and_updates(api, http):
     port = api.port
+    idle = httpx.Client(base_url=api.api_url, timeout=5)
+    assert idle.post(f"/bot{api.token}/getMe").json()["ok"]  # leaves a kept-alive connection
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(call, http, api, "getUpdates", timeout=20)
         api.wait_for_request("getUpdates")
@@ -323,6 +325,9 @@ def test_going_down_refuses_connections_and_coming_back_keeps_port_and_updates(a
     assert api.is_down
     with pytest.raises(httpx.ConnectError):
         httpx.post(f"{api.api_url}/bot{api.token}/getMe", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        idle.post(f"/bot{api.token}/getMe")  # kept-alive connections were reset too
+    idle.close()
     queued = api.send_user_message(TRADER, TRADER, "/status")  # users keep writing meanwhile
     api.come_back()
     assert api.port == port
