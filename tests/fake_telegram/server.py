@@ -110,6 +110,9 @@ class BotApiHttp:
         except ConnectionDropped as dropped:
             self.recorder.finish(record, status=None, response=None, outcome=str(dropped))
             raise
+        except Exception as bug:  # a defect of the fake: loud in the log, a 500 for the bot
+            log.exception("fake Bot API failed on %s", target)
+            status, answer = 500, {"ok": False, "error_code": 500, "description": f"Internal Server Error: fake Bot API bug: {bug!r}"}
         delay = self.recorder.take_delay(record.method) if match else 0.0
         if delay and self._down.wait(delay):
             self.recorder.finish(record, status=None, response=answer, outcome="server down")
@@ -164,8 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, content_type = self.server.app.handle(
                 self.command, self.path, self.headers.get("Content-Type", ""), body, self._client_gone
             )
-        except (ConnectionDropped, OSError, ValueError):
-            self.close_connection = True
+        except (ConnectionDropped, OSError):
+            self.close_connection = True  # no answer: the server went down or the client left
             return
         try:
             self.send_response(status)
@@ -179,6 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST
 
     def _read_body(self) -> bytes:
+        """The request body, de-chunked. Raises OSError for a malformed framing."""
+        try:
+            return self._read_framed_body()
+        except ValueError as exc:
+            raise OSError(f"malformed request body framing: {exc}") from exc
+
+    def _read_framed_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks = []
             while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):

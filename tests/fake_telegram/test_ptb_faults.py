@@ -110,17 +110,24 @@ async def test_polling_resumes_by_itself_after_telegram_was_unreachable(api):
 
 async def test_a_401_while_polling_ends_polling_for_good(api):
     bot = SampleBot()
-    with pytest.raises(InvalidToken):
-        async with started(api, bot) as app:
+    errors: list = []
+    seen: dict = {}
+    with pytest.raises(InvalidToken):  # raised by Updater.stop(), at the end
+        async with started(api, bot, errors) as app:
             api.fail_next("getUpdates", 401)
             await api.wait_for_request_async("getUpdates", lambda r: r.status == 401, timeout=10)
             api.send_user_message(TRADER, TRADER, "/status")
             await asyncio.sleep(2)  # long enough for several polls, were PTB still polling
-            assert app.updater.running  # PTB still says it is running ...
-            assert api.sent_messages() == []  # ... but nobody reads the updates any more
-            assert api.requests("getUpdates")[-1].status == 401
-            assert len(api.pending_updates()) == 1
-    # Updater.stop() re-raised the InvalidToken that had ended the polling task.
+            seen = {
+                "updater running": app.updater.running,
+                "replies": api.sent_messages(),
+                "last poll": api.requests("getUpdates")[-1].status,
+                "unread updates": len(api.pending_updates()),
+            }
+    # PTB still said it was running, but nobody read the updates any more, and nobody was
+    # told: neither the error callback nor the error handlers heard of the 401.
+    assert seen == {"updater running": True, "replies": [], "last poll": 401, "unread updates": 1}
+    assert errors == [] and bot.errors == []
 
 
 async def test_a_failing_deletewebhook_at_start_fails_start_polling_unless_bootstrap_retries(api):

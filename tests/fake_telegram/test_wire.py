@@ -4,6 +4,7 @@ delivery and long polling, without a bot library in between."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import json
 
 import httpx
@@ -96,6 +97,18 @@ def test_long_poll_with_nothing_queued_answers_an_empty_list_at_its_timeout(api,
     assert answer.json() == {"ok": True, "result": []}
     request = api.requests("getUpdates")[0]
     assert request.finished_at - request.started_at >= 1.0  # it waited, as a long poll does
+
+
+def test_timeout_and_limit_are_read_like_telegram_reads_them(api, http):
+    for i in range(3):
+        api.send_user_message(TRADER, TRADER, f"m{i}")
+    assert len(call(http, api, "getUpdates", limit=0).json()["result"]) == 1  # clamped to 1..100
+    call(http, api, "getUpdates", offset=-1)
+    short = call(http, api, "getUpdates", offset=api.pending_updates()[0]["update_id"] + 1, timeout="0.5")
+    assert short.json()["result"] == []
+    # Only the integer part counts: a fractional timeout is a short poll at Telegram.
+    assert api.requests("getUpdates")[-1].params["timeout"] == 0
+    assert call(http, api, "getUpdates", offset="abc").json()["error_code"] == 400
 
 
 def test_offset_confirms_earlier_updates_and_a_negative_offset_keeps_the_last(api, http):
@@ -253,6 +266,16 @@ def test_group_privacy_mode_delivers_only_commands_for_this_bot_and_replies_to_i
         api.send_user_message(TRADER, RISK_OFFICER, "hi")
     with pytest.raises(ValueError, match="negative"):
         api.send_user_message(TRADER, 5, "hi", chat_type="group")
+    with pytest.raises(TypeError, match="timezone-aware"):
+        api.send_user_message(TRADER, TRADER, "hi", date=dt.datetime(2024, 1, 1))
+
+
+def test_chat_actions_need_a_known_chat(api, http):
+    assert call(http, api, "sendChatAction", chat_id=TRADER, action="typing").json()["description"] == (
+        "Bad Request: chat not found"
+    )
+    api.send_user_message(TRADER, TRADER, "/status")
+    assert call(http, api, "sendChatAction", chat_id=TRADER, action="typing").json() == {"ok": True, "result": True}
 
 
 def test_a_user_who_blocked_the_bot_gets_nothing_403(api, http):
