@@ -191,6 +191,9 @@ KILLSWITCH_HTTP_THREADS = envint("KILLSWITCH_HTTP_THREADS", 8)
 KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
 # How long a read waits for writes in progress before it enters anyway (riskcontrol/performance/admission.py).
 KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
+# How long an activation (or any audited write) waits for a database lock before it takes
+# the Redis path (services.audit.bounded_transaction): SQLite busy timeout, PostgreSQL lock_timeout.
+KILLSWITCH_DB_LOCK_TIMEOUT_MS = envint("KILLSWITCH_DB_LOCK_TIMEOUT_MS", 2000)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
 NUM_PROXIES = envint("NUM_PROXIES", 0)
 if TESTING:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 
 from killswitch import domain as L
 from killswitch.models import GENESIS_HASH, AuditHead, Event, Scope
@@ -35,6 +38,43 @@ class AuditReport:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+
+
+def lock_timeout_ms() -> int:
+    return int(getattr(settings, "KILLSWITCH_DB_LOCK_TIMEOUT_MS", 2000))
+
+
+@contextmanager
+def bounded_transaction(ms: int | None = None) -> Iterator[None]:
+    """A transaction that waits at most KILLSWITCH_DB_LOCK_TIMEOUT_MS (2 s) for a lock.
+
+    Past it the database raises (OperationalError / LockNotAvailable / QueryCanceled),
+    so an escalation takes the Redis path instead of hanging behind another session
+    that holds the write lock (SQLite) or the audit head row (PostgreSQL). Nested in an
+    outer transaction (a savepoint) it changes nothing: the outer one holds its locks.
+    """
+    ms = lock_timeout_ms() if ms is None else ms
+    if connection.in_atomic_block or ms < 0:
+        with transaction.atomic():
+            yield
+        return
+    if connection.vendor == "sqlite":
+        # BEGIN IMMEDIATE waits the busy timeout for the write lock: shorten it for this
+        # transaction only (other writers keep the configured one).
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {ms}")
+        try:
+            with transaction.atomic():
+                yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {int(connection.settings_dict['OPTIONS'].get('timeout', 5) * 1000)}")
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # 0 would mean "no limit" to PostgreSQL: the shortest wait is 1 ms.
+            cursor.execute(f"SET LOCAL lock_timeout = {max(ms, 1)}; SET LOCAL statement_timeout = {max(ms, 1) * 2}")
+        yield
 
 
 def lock_head() -> AuditHead:
@@ -91,8 +131,8 @@ def append_event(head: AuditHead, *, changed: bool = False, **fields: Any) -> Ev
 def record(*, action: str, outcome: str, scope: L.ScopeRef | str | None, actor: Actor, source: str,
            reason: str = "", detail: str = "", requested_level: str = "", previous_level: str = "",
            new_level: str = "", client_address: str | None = None) -> Event:
-    """Append one event that changes no level, in its own transaction."""
-    with transaction.atomic():
+    """Append one event that changes no level, in its own (bounded) transaction."""
+    with bounded_transaction():
         head = lock_head()
         return append_event(
             head, action=action, outcome=outcome, **scope_fields(scope),

@@ -16,7 +16,7 @@ from killswitch.models import Action, Event, Outcome, Scope, Source
 
 from .audit import append_event, lock_head, lock_scope, record
 from .authorization import REDIS_CLI_ACTOR, Actor
-from .errors import CooldownActive
+from .errors import KillSwitchError
 from .refusals import parse_scope
 from .transitions import transition
 
@@ -61,8 +61,8 @@ def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Eve
                 reason=f"redis-cli SET trading_switch {observed.strip()}", action=Action.OUT_OF_BAND,
                 client_address=None, revert_on_cooldown=True,
             )
-        except CooldownActive as refusal:
-            return refusal.event  # caught inside the block: the violation event commits
+        except KillSwitchError as refusal:  # cooldown, or redis_resume off
+            return refusal.event  # caught inside the block: the refusal event commits
         return Event.objects.get(seq=result.seq)
 
 

@@ -22,15 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from killswitch import domain as L
 from killswitch.models import Action, Outcome, Scope
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
 
-from .audit import append_event, lock_head, lock_scope
-from .authorization import ACTIVATE, DEACTIVATE, Actor, missing_role_message, permission_for_change
+from .audit import append_event, bounded_transaction, lock_head, lock_scope
+from .authorization import (
+    ACTIVATE,
+    DEACTIVATE,
+    Actor,
+    lowering_refused_message,
+    missing_role_message,
+    permission_for_change,
+)
 from .errors import (
     CooldownActive,
     DatabaseUnavailable,
@@ -82,7 +89,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
     Raises DatabaseError when the database fails (nothing was committed).
     """
     refusal: KillSwitchError | None = None
-    with transaction.atomic():
+    with bounded_transaction():
         row = lock_scope(ref)
         head = lock_head()
         now = clock.now()
@@ -100,9 +107,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
                                     row.cooldown_until, row.version, message, event.seq)
         needed = permission_for_change(current, target)
         if needed == DEACTIVATE and not actor.may(DEACTIVATE):
-            refusal = PermissionRefused(
-                f"{actor.name} may not lower {ref} from {current} to {target}; "
-                "the risk_officer role (deactivate permission) is required.")
+            refusal = PermissionRefused(lowering_refused_message(actor, str(ref), current, target))
             common["action"] = Action.REFUSED
         elif needed == DEACTIVATE and row.cooldown_remaining_seconds(now) > 0:
             refusal = _cooldown_refusal(row, ref, now)
