@@ -141,6 +141,12 @@ CHANNEL_LAYERS = {
     }
 }
 
+# --- Audit chain ---------------------------------------------------------------------------
+# With a key (or AUDIT_HMAC_KEY_FILE), event hashes are HMAC-SHA256 under it (chain version
+# 2): someone with only the database cannot rebuild the chain. Keep the key off the
+# database host; losing it makes keyed events unverifiable (they stay in place).
+AUDIT_HMAC_KEY = envstr("AUDIT_HMAC_KEY") or None
+
 # --- Policy ------------------------------------------------------------------------------
 RISK_LIMITS_PATH = Path(envstr("RISK_LIMITS_PATH") or BASE_DIR / "config" / "risk_limits.yaml")
 # PAPER_ONLY refuses any broker other than the paper broker.

@@ -5,11 +5,14 @@ acknowledgements), notifications (deliveries). Writes happen in services only.""
 from __future__ import annotations
 
 from .audit import (
+    CHAIN_KEYED,
+    CHAIN_PLAIN,
     GENESIS_HASH,
     HASHED_FIELDS,
     Action,
     AppendOnlyError,
     AuditHead,
+    AuditKeyMissing,
     Event,
     Level,
     Outcome,
@@ -23,6 +26,6 @@ from .tokens import ApiToken
 
 __all__ = [
     "GENESIS_HASH", "HASHED_FIELDS", "Acknowledgement", "Action", "ApiToken", "AppendOnlyError",
-    "AuditHead", "Event", "Level", "Notification", "NotificationAttempt", "NotificationStatus",
+    "AuditHead", "AuditKeyMissing", "CHAIN_KEYED", "CHAIN_PLAIN", "Event", "Level", "Notification", "NotificationAttempt", "NotificationStatus",
     "Outcome", "Propagation", "Scope", "ScopeKind", "Source", "TradingClient",
 ]

@@ -27,7 +27,13 @@ from .errors import (
     PermissionRefused,
 )
 from .outage import apply_pending
-from .reconcile import reconcile_out_of_band, record_alert, record_restored, restore_after_loss
+from .reconcile import (
+    reconcile_out_of_band,
+    record_alert,
+    record_restored,
+    restore_after_loss,
+    unexplained_levels,
+)
 from .refusals import record_refusal
 from .transitions import TransitionResult, activate, deactivate
 
@@ -35,5 +41,5 @@ __all__ = [
     "Actor", "AuditReport", "ControlDisabled", "CooldownActive", "DatabaseUnavailable", "InvalidRequest",
     "KillSwitchError", "PermissionRefused", "TransitionResult", "activate", "apply_pending", "deactivate",
     "reconcile_out_of_band", "record_alert", "record_refusal", "record_restored", "restore_after_loss",
-    "verify_audit_chain",
+    "unexplained_levels", "verify_audit_chain",
 ]

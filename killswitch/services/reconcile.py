@@ -10,6 +10,7 @@ never mistaken for an out-of-band write.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import F
 
 from killswitch import domain as L
 from killswitch.models import Action, Event, Outcome, Scope, Source
@@ -104,3 +105,35 @@ def record_alert(*, scope: L.ScopeRef | str, actor: str, detail: str, reason: st
     """Record an alert (a broker run that cannot finish, a client that did not obey)."""
     return record(action=Action.ALERT, outcome=Outcome.RECORDED, scope=parse_scope(scope),
                   actor=Actor.system(actor), source=Source.AUTOMATIC, detail=detail, reason=reason)
+
+
+def unexplained_levels(rows: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """Scope rows (label -> (level, version)) whose level no audit event explains, mapped
+    to the level the events do give (running when none): a row changed in the database
+    outside the service. An applied change stamps its row with the state version of its
+    event, so each row must match the applied event carrying its version."""
+    versions = {version for _, version in rows.values() if version}
+    explained: dict[int, tuple[str, str]] = {}
+    if versions:
+        for version, kind, key, level in (Event.objects.filter(version__in=versions, outcome="applied")
+                                          .exclude(previous_level=F("new_level"))
+                                          .values_list("version", "scope_kind", "scope_key", "new_level")):
+            explained[version] = (L.label(kind, key), level)
+    found: dict[str, str] = {}
+    for scope, (level, version) in rows.items():
+        if version == 0:
+            if level != L.RUNNING:
+                found[scope] = L.RUNNING
+            continue
+        event_scope, event_level = explained.get(version, ("", ""))
+        if event_scope != scope or event_level != level:
+            found[scope] = event_level if event_scope == scope else _last_level(scope)
+    return found
+
+
+def _last_level(scope: str) -> str:
+    """The level the audit log gives a scope (its latest applied change), running if none."""
+    ref = L.ScopeRef.parse(scope)
+    level = (Event.objects.filter(scope_kind=ref.kind, scope_key=ref.key, outcome="applied")
+             .exclude(previous_level=F("new_level")).order_by("-seq").values_list("new_level", flat=True).first())
+    return level or L.RUNNING

@@ -180,7 +180,7 @@ def test_levels_that_no_event_explains_are_an_alert_and_are_undone(reconciler, r
     wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt")
     redis_client.hset("killswitch:state", "account:DU1", "running")
     alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
-    assert "no event explains" in alert.detail and "account:DU1=running" in alert.detail
+    assert "other levels than the database" in alert.detail and "account:DU1=running" in alert.detail
     wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt", timeout=10)
 
 
