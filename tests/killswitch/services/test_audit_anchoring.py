@@ -95,7 +95,7 @@ def test_the_reconciler_notices_events_removed_behind_the_redis_copy(reconciler,
     wait_for(lambda: redis_client.get("killswitch:heartbeat"))
     _make_events(trader, 3)
     tip = AuditHead.objects.get(pk=1)
-    wait_for(lambda: '"seq": %d' % tip.last_seq in (redis_client.lindex("risk:kill_switch:log", 0) or ""))
+    wait_for(lambda: f'"seq": {tip.last_seq}' in (redis_client.lindex("risk:kill_switch:log", 0) or ""))
     _drop_guard()
     _raw("DELETE FROM killswitch_event WHERE seq = %s", [tip.last_seq])
     alert = wait_for(lambda: Event.objects.filter(action="alert", detail__contains="no longer holds").first(),
