@@ -1,6 +1,6 @@
 """Acknowledgements from trading processes: ingestion into the database, and reads.
 
-Clients (killswitch.client) write to Redis:
+Clients (killswitch_client) write to Redis:
 - `killswitch:clients` (hash): client_id -> JSON {client_id, name, host, pid, account,
   strategy, version, level, scope, cause, acked_at, registered_at, last_seen, lib},
   refreshed every second and whenever the level the process sees changes;
@@ -28,10 +28,10 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
+from killswitch_client.contract import KEY_ACKS, KEY_CLIENTS
 
 from . import clock
 from . import distribution as D
-from .client._core import KEY_ACKS, KEY_CLIENTS
 from .client_models import Acknowledgement, Propagation, TradingClient
 from .models import Event, Outcome
 from .policy import kill_switch_policy

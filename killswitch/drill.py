@@ -95,7 +95,7 @@ STRATEGIES = ("momentum", "mean_reversion", "index_arb")
 # (the drill itself killed) never outlives it by much.
 CLIENT_PROGRAM = r"""
 import json, os, sys, time
-from killswitch.client import KillSwitch
+from killswitch_client import KillSwitch
 url, account, strategy, name, report, lifetime = sys.argv[1:7]
 
 def note(kind, **data):
