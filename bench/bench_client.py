@@ -223,6 +223,34 @@ def wait_seen(seen: dict[tuple[str, str], float], key: tuple[str, str], timeout:
     return seen[key]
 
 
+def _stream_end(r: redis.Redis, stream: str) -> str:
+    return r.xinfo_stream(stream)["last-generated-id"] if r.exists(stream) else "0-0"
+
+
+def _wait_audited(level: str, timeout: float = 60.0) -> None:
+    """Until the database holds `level` for the global scope (pending requests applied)."""
+    from killswitch.models import Scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = Scope.objects.filter(kind="global").first()
+        if (row.level if row else "running") == level:
+            time.sleep(1.0)  # its publication and the acknowledgements settle
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the Redis-path {level} was not audited within {timeout}s")
+
+
+def _resume(services):
+    """Deactivate, retried while the database is busy (a resume never takes the Redis path)."""
+    for _ in range(30):
+        try:
+            return services.deactivate(scope="global", reason="bench", actor="bench", source="cli")
+        except services.DatabaseUnavailable:
+            time.sleep(1.0)
+    raise RuntimeError("the database stayed busy for 30 s")
+
+
 def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int, per_process: int) -> None:
     from killswitch import services
     from killswitch.reconciler import Reconciler
@@ -250,9 +278,10 @@ def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int, p
         clients = spawn_groups(CLIENT_GROUP, url, n, per_process, "c")
         raws = spawn_groups(RAW_GROUP, url, n, per_process, "r")
         time.sleep(2.0)
-        ack_last = r.xinfo_stream("killswitch:acks")["last-generated-id"] if r.exists("killswitch:acks") else "0-0"
-        raw_last = r.xinfo_stream("bench:raw:acks")["last-generated-id"] if r.exists("bench:raw:acks") else "0-0"
+        ack_last = _stream_end(r, "killswitch:acks")
+        raw_last = _stream_end(r, "bench:raw:acks")
         sw_all, commit_pub, raw_all, raw_pub = [], [], [], []
+        skipped = 0
         for i in range(rounds):
             # the switch: alternate halt / resume, each a committed, audited change
             if level == "running":
@@ -260,8 +289,16 @@ def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int, p
                                            source="cli")
                 level = "halt"
             else:
-                result = services.deactivate(scope="global", reason="bench", actor="bench", source="cli")
+                result = _resume(services)
                 level = "running"
+            if result.event is None:
+                # The database was busy past the service's lock timeout, so the escalation
+                # took the Redis path (audited later, at the same version): not a
+                # propagation round. Wait until the reconciler has audited it, skip it.
+                skipped += 1
+                _wait_audited(level)
+                ack_last = _stream_end(r, "killswitch:acks")
+                continue
             t0 = result.event.created_at.timestamp()
             version = str(result.version)
             got, ack_last = collect(r, "killswitch:acks", ack_last, n,
@@ -286,6 +323,9 @@ def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int, p
         print(f"{n:>5} {rounds:>6} | {ms(pct(sw_all, 50))} {ms(pct(sw_all, 99))} | "
               f"{ms(pct(commit_pub, 50))} | {ms(pct(client_part, 50))} {ms(pct(client_part, 99))} | "
               f"{ms(pct(raw_all, 50))} {ms(pct(raw_all, 99))} | {ms(pct(raw_pub, 99))}", flush=True)
+        if skipped:
+            print(f"      ({skipped} round(s) skipped: the database was busy, the escalation took "
+                  "the Redis path)", flush=True)
     stop.set()
     thread.join(timeout=5)
     watcher.join(timeout=5)
