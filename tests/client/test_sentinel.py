@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from killswitch_client.views import order_decision
 from redis.sentinel import Sentinel
 
 from riskcontrol.embedded_redis import free_port, server_binary
@@ -102,43 +103,50 @@ def test_a_failover_reads_halt_until_the_new_master_has_the_state(cluster, flavo
     service.running()
     beating = threading.Event()
     beating.set()
+    last_beat = [time.time()]  # wall time just after the newest heartbeat was written
 
     def heartbeats() -> None:
         while beating.is_set():
             service.heartbeat()
+            last_beat[0] = time.time()
             time.sleep(0.1)
 
     beater = threading.Thread(target=heartbeats, daemon=True)
     beater.start()
     client = build(flavour, sentinels=sentinels, sentinel_master=MASTER, exit_on_kill=False,
                    backstop_interval=0.1)
-    allowed_while_unknown: list[float] = []
+    samples: list[tuple[float, bool, str | None]] = []  # (wall time, order allowed, cause)
     sampling = threading.Event()
+
+    def sample() -> None:
+        while sampling.is_set():
+            at = time.time()
+            view = client.view  # one snapshot: its level and its cause belong together
+            samples.append((at, order_decision(view, "AAPL", False)[0], view.cause))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
     try:
         wait_for(lambda: client.allows_order("AAPL") and client.cause is None, timeout=10)
         # The service goes down with the master: no heartbeat proves the state any more,
         # and the failover (>= down-after 1 s) takes longer than the 0.5 s bound.
         beating.clear()
         beater.join()
+        sampling.set()
+        sampler.start()
         old_port = cluster.ports["master"]
         cluster.kill("master")
-        sampling.set()
-
-        def sample() -> None:
-            while sampling.is_set():
-                if client.allows_order("AAPL"):
-                    allowed_while_unknown.append(time.monotonic())
-                time.sleep(0.002)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         wait_for(lambda: cluster.master_port() != old_port, timeout=30)
         # Connected to the new master, whose replicated heartbeat is stale.
-        wait_for(lambda: client.cause == "heartbeat_stale" or allowed_while_unknown, timeout=10)
+        wait_for(lambda: client.cause == "heartbeat_stale", timeout=10)
         sampling.clear()
         sampler.join()
-        assert allowed_while_unknown == []
-        assert client.check() == "halt" and client.cause == "heartbeat_stale"
+        # The state is unknown once the client saw the connection go, or at the latest once
+        # the last heartbeat's bound passed: from then on, not one order may pass.
+        noticed = next(t for t, _, cause in samples if cause is not None)
+        unknown_from = min(noticed, last_beat[0] + service.stale_after)
+        assert [t for t, allowed, _ in samples if allowed and t >= unknown_from] == []
+        assert client.check() == "halt"
 
         version = service.publish({"global": "pause"})  # the service, back, republishes
         service.heartbeat()

@@ -20,6 +20,8 @@ from .views import KillSwitchExit, View
 
 logger = logging.getLogger("killswitch_client")
 
+CLOSE_TIMEOUT = 3.0
+
 
 class AsyncKillSwitch(_ClientBase):
     """The kill switch for asyncio trading loops.
@@ -72,23 +74,27 @@ class AsyncKillSwitch(_ClientBase):
 
     async def aclose(self) -> None:
         """Stop the listener, write a pending acknowledgement and deregister (best
-        effort). Idempotent."""
+        effort, each step bounded by CLOSE_TIMEOUT: a stuck socket must not hang a
+        process on its way out). Idempotent."""
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 -- shutting down
-                pass
+            await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
             self._task = None
         try:
-            report = self._core.pending_report()
-            if report is not None and report.ack is not None:
-                await self._write(report)
-            await self._redis.hdel(C.KEY_CLIENTS, self.identity.client_id)
-        except (redis.RedisError, OSError):
+            await asyncio.wait_for(self._deregister(), CLOSE_TIMEOUT)
+        except (redis.RedisError, OSError, TimeoutError):
             pass  # the service ages the entry out by last_seen
-        await self._redis.aclose()
-        await self._sub.aclose()
+        for client in (self._redis, self._sub):
+            try:
+                await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT)
+            except (redis.RedisError, OSError, TimeoutError):
+                pass
+
+    async def _deregister(self) -> None:
+        report = self._core.pending_report()
+        if report is not None and report.ack is not None:
+            await self._write(report)
+        await self._redis.hdel(C.KEY_CLIENTS, self.identity.client_id)
 
     async def __aenter__(self) -> AsyncKillSwitch:
         await self.start()
