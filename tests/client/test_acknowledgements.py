@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from killswitch_client import KillSwitch
 from rest_framework.test import APIClient
 
 from killswitch import services
-from killswitch.client import KillSwitch
 from killswitch.models import Acknowledgement, Propagation, TradingClient
 from tests.conftest import wait_for
 
@@ -85,7 +85,7 @@ def test_a_process_that_does_not_acknowledge_in_time_is_flagged(live_client, ris
     set_policy(ack_timeout_seconds=0.5)
     program = textwrap.dedent("""
         import sys, time
-        from killswitch.client import KillSwitch
+        from killswitch_client import KillSwitch
         ks = KillSwitch(sys.argv[1], name="frozen-1", exit_on_kill=False)
         ks.wait_ready()
         while ks.check() != "running":

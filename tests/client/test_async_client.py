@@ -6,8 +6,7 @@ import asyncio
 import json
 
 import pytest
-
-from killswitch.client import AsyncKillSwitch, OrderRefused
+from killswitch_client import AsyncKillSwitch, OrderRefused
 
 
 async def until(predicate, timeout: float = 5.0) -> None:

@@ -7,8 +7,8 @@ when it is global, the process's account or strategy, or the order's symbol.
 from __future__ import annotations
 
 import pytest
+from killswitch_client import KillSwitch, OrderRefused
 
-from killswitch.client import KillSwitch, OrderRefused
 from riskcontrol.embedded_redis import EmbeddedRedis
 from tests.client.conftest import Service
 from tests.conftest import wait_for
@@ -37,7 +37,7 @@ def apply(service: Service, client: KillSwitch, scope: str, level: str) -> None:
     if scope == "trading_switch":
         version = service.running()
         service.r.set("trading_switch", level)
-        wait_for(lambda: client._tracker.switch == level and client.version == version)
+        wait_for(lambda: client.status()["trading_switch"] == level and client.version == version)
     else:
         version = service.running({scope: level}, reasons={scope: f"test {level} {scope}"})
         wait_for(lambda: client.version == version and client.cause is None)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SYNC_LOOP = """
 import sys, time
-from killswitch.client import KillSwitch
+from killswitch_client import KillSwitch
 url, marker = sys.argv[1], sys.argv[2]
 def on_kill():
     open(marker, "w").write("liquidated")
@@ -34,7 +34,7 @@ while True:
 
 ASYNC_LOOP = """
 import asyncio, sys
-from killswitch.client import AsyncKillSwitch
+from killswitch_client import AsyncKillSwitch
 url, marker = sys.argv[1], sys.argv[2]
 async def on_kill():
     await asyncio.sleep(0.05)
