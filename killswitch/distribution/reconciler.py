@@ -137,7 +137,8 @@ class Reconciler:
         published meanwhile is never overwritten by this older snapshot."""
         do = decision.do
         if do is Do.ALERT_AND_FORCE:
-            self._check_log_copy()  # before the log is rebuilt from the database
+            if L.KEY_LOG not in view.wrong_types:
+                self._check_log_copy()  # before the log is rebuilt from the database
             services.record_alert(scope="global", actor=SYSTEM_ACTOR,
                                   detail=f"Redis tampering ({decision.case}): {decision.finding}; "
                                          "the database's state is republished.")
