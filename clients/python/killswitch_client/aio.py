@@ -94,7 +94,8 @@ class AsyncKillSwitch(_ClientBase):
         report = self._core.pending_report()
         if report is not None and report.ack is not None:
             await self._write(report)
-        await self._redis.hdel(C.KEY_CLIENTS, self.identity.client_id)
+        await self._redis.xadd(C.KEY_CLIENTS, C.goodbye_entry(self.identity.client_id),
+                      maxlen=C.CLIENTS_MAXLEN, approximate=True)
 
     async def __aenter__(self) -> AsyncKillSwitch:
         await self.start()
@@ -189,7 +190,8 @@ class AsyncKillSwitch(_ClientBase):
         pipe = self._redis.pipeline(transaction=False)
         if report.ack is not None:
             pipe.xadd(C.KEY_ACKS, report.ack, maxlen=C.ACKS_MAXLEN, approximate=True)
-        pipe.hset(C.KEY_CLIENTS, self.identity.client_id, report.registration)
+        pipe.xadd(C.KEY_CLIENTS, C.registration_entry(self.identity.client_id, report.registration),
+                      maxlen=C.CLIENTS_MAXLEN, approximate=True)
         await pipe.execute()
         self._core.reported(report)
 

@@ -143,8 +143,11 @@ KEY_HEARTBEAT = "killswitch:heartbeat"
 KEY_LOG = "risk:kill_switch:log"
 #: Pub/sub channel: state and heartbeat messages. A hint to re-read the keys, never the state.
 CHANNEL = "killswitch:updates"
-#: Hash written by trading processes: client_id -> registration JSON (REGISTRATION_FIELDS).
+#: Stream written by trading processes: their registrations (REGISTRATION_FIELDS) and
+#: clean exits. Append-only, like KEY_ACKS, so a trading host needs no write command that
+#: could change a state key (Redis users: killswitch.distribution.acl).
 KEY_CLIENTS = "killswitch:clients"
+CLIENTS_MAXLEN = 100_000
 #: Stream written by trading processes: one entry per state version applied (ACK_FIELDS).
 KEY_ACKS = "killswitch:acks"
 ACKS_MAXLEN = 100_000
@@ -202,10 +205,11 @@ MAX_CLOCK_SKEW = 1.0
 
 # --- What trading processes write --------------------------------------------------------------
 
-#: The registration JSON a trading process keeps in KEY_CLIENTS under its client_id,
-#: rewritten on start, whenever the level it reads changes, when a dead-man's switch is
-#: renewed, and at least every second; HDEL'd on a clean exit:
-#:   client_id      "host:pid:random", the hash field;
+#: The registration JSON a trading process appends to the KEY_CLIENTS stream (entry
+#: fields `client_id` and `registration`) on start, whenever the level it reads changes,
+#: when a dead-man's switch is renewed, and at least every second; on a clean exit it
+#: appends `client_id` and `bye` = "1":
+#:   client_id      "host:pid:random";
 #:   name, host, pid, account, strategy   who the process is ("" when not bound);
 #:   version        the state version it applied (int), or null before the first read;
 #:   level, scope   what it reads now (scope CLIENT_SCOPE while failing closed);
@@ -223,6 +227,16 @@ REGISTRATION_FIELDS: tuple[str, ...] = (
 #: One KEY_ACKS stream entry per state version applied, written right after it took
 #: effect: client_id, version (decimal string), level, acked_at (unix seconds, decimal).
 ACK_FIELDS: tuple[str, ...] = ("client_id", "version", "level", "acked_at")
+
+
+def registration_entry(client_id: str, registration: str) -> dict[str, str]:
+    """One KEY_CLIENTS stream entry: the process' current registration JSON."""
+    return {"client_id": client_id, "registration": registration}
+
+
+def goodbye_entry(client_id: str) -> dict[str, str]:
+    """The KEY_CLIENTS stream entry of a clean exit."""
+    return {"client_id": client_id, "bye": "1"}
 
 # --- Messages ------------------------------------------------------------------------------
 

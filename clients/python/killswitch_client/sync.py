@@ -87,7 +87,8 @@ class KillSwitch(_ClientBase):
             self._thread.join(timeout=5)
         self._flush_report()
         try:
-            self._redis.hdel(C.KEY_CLIENTS, self.identity.client_id)
+            self._redis.xadd(C.KEY_CLIENTS, C.goodbye_entry(self.identity.client_id),
+                maxlen=C.CLIENTS_MAXLEN, approximate=True)
         except (redis.RedisError, OSError):
             pass  # the service ages the entry out by last_seen
         self._redis.close()
@@ -159,7 +160,8 @@ class KillSwitch(_ClientBase):
             pipe = self._redis.pipeline(transaction=False)
             if report.ack is not None:
                 pipe.xadd(C.KEY_ACKS, report.ack, maxlen=C.ACKS_MAXLEN, approximate=True)
-            pipe.hset(C.KEY_CLIENTS, self.identity.client_id, report.registration)
+            pipe.xadd(C.KEY_CLIENTS, C.registration_entry(self.identity.client_id, report.registration),
+                      maxlen=C.CLIENTS_MAXLEN, approximate=True)
             pipe.execute()
             self._core.reported(report)
 

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from brokers import config as broker_config
-from brokers.models import BrokerRun, PaperOrder, PaperPosition
 from brokers import drill as broker_drill
+from brokers.models import BrokerRun, PaperOrder, PaperPosition
 from killswitch.models import Event, Scope
 
 ROOT = Path(settings.BASE_DIR)

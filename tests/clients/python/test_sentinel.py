@@ -19,7 +19,7 @@ from killswitch_client.views import order_decision
 from redis.sentinel import Sentinel
 
 from riskcontrol.embedded_redis import free_port, server_binary
-from tests.client.conftest import Service, build
+from tests.clients.python.conftest import Service, build
 from tests.conftest import wait_for
 
 MASTER = "killswitch"

@@ -24,7 +24,7 @@ from killswitch.models import Acknowledgement, Propagation, TradingClient
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

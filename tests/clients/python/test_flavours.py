@@ -4,12 +4,10 @@ here. Both drive the same no-I/O core; these prove the drivers feed it the same 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from killswitch_client import OrderRefused
 
-from tests.client.conftest import build
+from tests.clients.python.conftest import build
 from tests.conftest import wait_for
 
 
@@ -18,8 +16,7 @@ def reads(client, level: str, cause: str | None = None):
 
 
 def registration(service, client) -> dict:
-    raw = service.r.hget("killswitch:clients", client.identity.client_id)
-    return json.loads(raw) if raw else {}
+    return service.registration(client.identity.client_id) or {}
 
 
 def test_follows_the_keys_and_acknowledges_every_version(service, make_switch):

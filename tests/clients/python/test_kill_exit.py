@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 SYNC_LOOP = """
 import sys, time
@@ -116,7 +116,7 @@ def test_example_trading_loop_exits_1_on_kill(server, service):
     assert proc.returncode == 1
     assert "KILL: emergency stop" in output
     # It deregistered on the way out.
-    wait_for(lambda: service.r.hlen("killswitch:clients") == 0)
+    wait_for(lambda: [f for _, f in service.r.xrange("killswitch:clients") if f.get("bye")])
 
 
 def test_untouched_seed_loop_follows_the_service_and_exits_1_on_kill(server, service):

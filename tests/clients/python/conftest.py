@@ -63,6 +63,14 @@ class Service:
             return
         D.publish_heartbeat(self.version, stale_after=stale_after or self.stale_after, client=self.r)
 
+    def registration(self, client_id: str) -> dict | None:
+        """The newest registration the process appended to killswitch:clients, or None
+        once it said goodbye (or never registered)."""
+        for _, fields in self.r.xrevrange(L.KEY_CLIENTS, count=2000):
+            if fields.get("client_id") == client_id:
+                return json.loads(fields["registration"]) if "registration" in fields else None
+        return None
+
     def running(self, levels: dict[str, str] | None = None, **kw) -> int:
         version = self.publish(levels, **kw)
         self.heartbeat()

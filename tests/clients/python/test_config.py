@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import redis
-from killswitch_client import KillSwitch, contract
+from killswitch_client import KillSwitch
 from killswitch_client.config import (
     ConfigError,
     StackRecordError,
@@ -23,7 +23,7 @@ from killswitch_client.config import (
 )
 
 from riskcontrol.embedded_redis import EmbeddedRedis, free_port
-from tests.client.conftest import build
+from tests.clients.python.conftest import build
 from tests.conftest import wait_for
 
 ALL = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
@@ -129,7 +129,7 @@ def test_a_client_follows_the_stack_to_its_new_redis(env, tmp_path, flavour):
     first, second = EmbeddedRedis().start(), EmbeddedRedis(port=free_port())
     path = tmp_path / "var" / "stack.json"
     try:
-        from tests.client.conftest import Service
+        from tests.clients.python.conftest import Service
 
         stack(path, first.url)
         Service(first.url).running()
@@ -149,22 +149,23 @@ def test_a_client_follows_the_stack_to_its_new_redis(env, tmp_path, flavour):
         second.cleanup()
 
 
-def test_a_trading_acl_user_that_reads_the_state_and_writes_only_its_own_keys(flavour, tmp_path):
-    """The Redis user trading hosts get: read the contract keys, write killswitch:clients
-    and killswitch:acks, subscribe to the two channels -- and the client works with it."""
+def test_the_trader_acl_user_is_all_a_trading_client_needs(flavour, tmp_path):
+    """The Redis user trading hosts get (manage.py killswitch redis-acl): read the contract
+    keys, append to killswitch:clients and killswitch:acks, subscribe to the two channels
+    -- and the client works with it."""
+    from killswitch.distribution import acl
+
     server = EmbeddedRedis().start()
     try:
         admin = redis.Redis.from_url(server.url, decode_responses=True)
-        read = [f"~{k}" for k in contract.CLIENT_READ_KEYS + contract.CLIENT_WRITE_KEYS]
-        admin.execute_command(
-            "ACL", "SETUSER", "trader", "on", ">s3cret", "resetkeys", *read, "resetchannels",
-            f"&{contract.CHANNEL}", f"&{contract.keyspace_channel(0)}", "-@all",
-            *[f"+{c}" for c in ("get", "hgetall", "multi", "exec", "subscribe", "unsubscribe",
-                                "ping", "xadd", "hset", "hdel", "client|setname")])
-        from tests.client.conftest import Service
+        from tests.clients.python.conftest import Service
 
         service = Service(server.url)
         service.running()
+        acl.apply(admin, {acl.SERVICE: "svc", acl.TRADER: "s3cret", acl.OPERATOR: "op"})
+        admin = redis.Redis(host="127.0.0.1", port=server.port, username=acl.SERVICE, password="svc",
+                            decode_responses=True)
+        service.r = admin
         url = f"redis://trader:s3cret@127.0.0.1:{server.port}/0"
         with pytest.raises(redis.exceptions.NoPermissionError):
             redis.Redis.from_url(url).set("trading_switch", "running")  # cannot lift a halt
@@ -174,7 +175,7 @@ def test_a_trading_acl_user_that_reads_the_state_and_writes_only_its_own_keys(fl
             version = service.publish({"global": "halt"})
             wait_for(lambda: client.check() == "halt" and client.version == version)
             wait_for(lambda: any(f["version"] == str(version) for _, f in admin.xrange("killswitch:acks")))
-            assert json.loads(admin.hget("killswitch:clients", client.identity.client_id))["level"] == "halt"
+            assert service.registration(client.identity.client_id)["level"] == "halt"
         finally:
             client.close()
         admin.close()

@@ -10,7 +10,7 @@ import pytest
 from killswitch_client import KillSwitch, OrderRefused
 
 from riskcontrol.embedded_redis import EmbeddedRedis
-from tests.client.conftest import Service
+from tests.clients.python.conftest import Service
 from tests.conftest import wait_for
 
 SCOPES = ["global", "account:DU1", "strategy:momo", "symbol:AAPL", "trading_switch"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from killswitch_client import AsyncKillSwitch, OrderRefused
@@ -30,7 +29,7 @@ async def test_async_client_follows_state_gates_and_fails_closed(server, service
         with pytest.raises(OrderRefused, match=r"pause on scope strategy:momo \(reason: drawdown\)"):
             ks.gate("AAPL")
 
-        entry = json.loads(service.r.hget("killswitch:clients", ks.identity.client_id))
+        entry = service.registration(ks.identity.client_id)
         assert (entry["account"], entry["strategy"], entry["version"]) == ("DU1", "momo", service.version)
         acked = [int(f["version"]) for _, f in service.r.xrange("killswitch:acks")]
         assert service.version in acked
