@@ -215,17 +215,32 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 # --- Logging: structured lines (seed checklist: timestamps, original and new state) ------
+# One JSON object per line, always to var/log/killswitch.log (LOG_FILE; empty: none). On
+# stderr only with LOG_FORMAT=json (the services under `make run`, the Procfile and the
+# systemd units set it) or a command's --verbose: the CLI's own output is for people.
+LOG_FORMAT = envstr("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is invalid; expected text or json")
+LOG_FILE = envstr("LOG_FILE", str(BASE_DIR / "var" / "log" / "killswitch.log"))
+_log_handlers: dict[str, dict] = {}
+if LOG_FORMAT == "json" or TESTING:
+    _log_handlers["console"] = {"class": "logging.StreamHandler", "formatter": "structured"}
+if LOG_FILE and not TESTING:
+    try:
+        Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"LOG_FILE={LOG_FILE!r}: its folder cannot be created: {exc}") from exc
+    _log_handlers["file"] = {"class": "logging.handlers.WatchedFileHandler", "filename": LOG_FILE,
+                             "formatter": "structured"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "structured": {"()": "killswitch.runtime.logging.StructuredFormatter"},
     },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
-    },
+    "handlers": _log_handlers,
     "loggers": {
-        "killswitch": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-        "brokers": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+        name: {"handlers": list(_log_handlers), "level": envstr("LOG_LEVEL", "INFO"), "propagate": False}
+        for name in ("killswitch", "brokers", "riskcontrol")
     },
 }

@@ -14,6 +14,7 @@ when the switch's state cannot be known, the heartbeat stops and clients halt.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -49,6 +50,8 @@ class Reconciler:
         self._unexplained: dict[str, str] = {}
         self._reported: set = set()  # findings already alerted (one alert per finding)
         self.last_outcome = ""
+        # Set by `make run` for a new embedded Redis: its first loss is this start.
+        self._started_empty = os.environ.get("KILLSWITCH_REDIS_STARTED_EMPTY") == "1"
 
     def run_once(self) -> str:
         """One comparison. Returns what it did: a decisions.Case value, `db_down` or
@@ -146,7 +149,9 @@ class Reconciler:
             P.publish_state(snap, force=True)
             P.rebuild_log()
         elif do is Do.JUDGE_LOSS:
-            services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version)
+            services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version,
+                                        started_empty=self._started_empty)
+            self._started_empty = False
             P.publish_state(self._trusted(P.take_snapshot()))
             P.rebuild_log()
         elif do is Do.REPUBLISH:

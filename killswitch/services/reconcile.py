@@ -67,19 +67,26 @@ def reconcile_out_of_band(*, observed: str | None, expected_version: int) -> Eve
         return Event.objects.get(seq=result.seq)
 
 
-def restore_after_loss(*, observed: str | None, expected_version: int) -> Event | None:
+def restore_after_loss(*, observed: str | None, expected_version: int,
+                       started_empty: bool = False) -> Event | None:
     """Redis lost the state (restart, FLUSHALL): decide what `trading_switch`, if
     anything was written into the emptied Redis, means.
 
     Only an escalation is honoured (as an audited out-of-band change): anything else is
     not a decision to resume — the seed's own loop writes `running` when it finds the key
-    missing — so the database state is restored and the finding recorded.
+    missing — so the database state is restored and the finding recorded: as the first
+    start (no event yet), a restart (`started_empty`: the stack started a new, empty
+    Redis itself), or a loss.
     """
     found = L.normalize_level(observed)
     current = Scope.objects.filter(kind=L.GLOBAL, key="").values_list("level", flat=True).first() or L.RUNNING
     if found is not None and L.SEVERITY[found] > L.SEVERITY[current]:
         return reconcile_out_of_band(observed=observed, expected_version=expected_version)
     seen = "" if observed is None else f" (found trading_switch={observed[:50]!r})"
+    if not Event.objects.exists():
+        return record_restored(cause=f"first start: the kill switch state was published to Redis{seen}")
+    if started_empty:
+        return record_restored(cause=f"restart: the stack started an empty Redis{seen}")
     return record_restored(cause=f"Redis had lost the kill switch state{seen}")
 
 
