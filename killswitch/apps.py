@@ -29,6 +29,7 @@ class KillswitchConfig(AppConfig):
         from .services.roles import ensure_baseline_after_migrate
         from .web import admin as _admin  # noqa: F401 - registers the model admins on the Risk site
         from .web.live import connect as connect_live
+        from .web.logins import connect as connect_logins
 
         get_policy()
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
@@ -38,6 +39,7 @@ class KillswitchConfig(AppConfig):
         # reconciler): live pushes to open dashboards, and notifications.
         connect_live()
         connect_notifications()
+        connect_logins()
         for process in (
             processes.Process("web", ("daphne", "-b", "127.0.0.1", "-p", "{port}", "riskcontrol.asgi:application"),
                               "HTTP (admin dashboard, REST API) and WebSocket (live Risk page)"),

@@ -25,6 +25,7 @@ from killswitch import domain as L
 from killswitch import services
 from killswitch.models import Event
 from killswitch.policy import kill_switch_policy
+from killswitch.runtime.hooks import heartbeat_sent
 
 from . import publish as P
 from .decisions import Case, Decision, Do, decide
@@ -87,6 +88,7 @@ class Reconciler:
                 self._last_heartbeat = now
             except (redis.RedisError, OSError):
                 return self._done("redis_down")
+            heartbeat_sent.send_robust(sender=Reconciler, version=snap.version)
         self._side_work(now)
         return self._done(outcome)
 
