@@ -85,6 +85,23 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(autouse=True)
+def _no_refusals_counted_by_earlier_tests() -> Iterator[None]:
+    """Identical refusals within a window are counted, not recorded again
+    (services.refusals): a test's first refusal must not count as a repeat of another
+    test's."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        keys = list(client.scan_iter("killswitch:refusals*"))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _reset_clock() -> Iterator[None]:
     clock.reset()
     yield

@@ -82,10 +82,11 @@ class HashedTokenAuthentication(BaseAuthentication):
         token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed(
-                f"Token {token.prefix}… was revoked; ask for a new one.")
-        if not token.user.is_active:
+        if token.revoked_at is not None or not token.user.is_active:
+            # The refusal's audit event names whose token it is (api.errors._actor_of).
+            getattr(request, "_request", request).killswitch_token_owner = token.user
+            if token.revoked_at is not None:
+                raise exceptions.AuthenticationFailed(f"Token {token.prefix}… was revoked; ask for a new one.")
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
         _note_use(token)
         if reading:

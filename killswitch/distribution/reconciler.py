@@ -185,6 +185,10 @@ class Reconciler:
             logger.warning("acknowledgement ingestion failed", exc_info=True)
         if now - self._last_requeue >= REQUEUE_INTERVAL_SECONDS:
             self._last_requeue = now
+            try:  # repeated refusals of windows that are over: one event with the count each
+                services.flush_repeated_refusals()
+            except Exception:
+                logger.warning("recording repeated refusals failed", exc_info=True)
             try:  # notifications whose task was never queued or was lost
                 from killswitch.notifications.services import requeue_stuck
 

@@ -77,9 +77,14 @@ def _cooldown_refusal(row: Scope, ref: L.ScopeRef, now: datetime) -> CooldownAct
         cooldown_until=row.cooldown_until, scope=str(ref))
 
 
+# A resume is never urgent: it waits for a busy database this long (an escalation waits
+# KILLSWITCH_DB_LOCK_TIMEOUT_MS, then takes the Redis path).
+RESUME_LOCK_TIMEOUT_MS = 30_000
+
+
 def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reason: str, action: str,
                client_address: str | None, revert_on_cooldown: bool = False,
-               cooldown_minutes: float | None = None) -> TransitionResult:
+               cooldown_minutes: float | None = None, lock_timeout_ms: int | None = None) -> TransitionResult:
     """Move one scope to `target` under its row lock, applying the cooldown rule.
 
     Exactly one event is appended, in the same transaction: the change (applied), the
@@ -89,7 +94,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
     Raises DatabaseError when the database fails (nothing was committed).
     """
     refusal: KillSwitchError | None = None
-    with bounded_transaction():
+    with bounded_transaction(lock_timeout_ms):
         row = lock_scope(ref)
         head = lock_head()
         now = clock.now()
@@ -218,7 +223,8 @@ def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reaso
             raise PermissionRefused(missing_role_message(actor.name, DEACTIVATE))
         try:
             return transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
-                              action=Action.DEACTIVATE, client_address=client_address)
+                              action=Action.DEACTIVATE, client_address=client_address,
+                              lock_timeout_ms=RESUME_LOCK_TIMEOUT_MS)
         except DatabaseError:
             raise DatabaseUnavailable(unavailable) from None
     except (PermissionRefused, CooldownActive) as error:

@@ -153,6 +153,8 @@ KEY_ACKS = "killswitch:acks"
 ACKS_MAXLEN = 100_000
 #: List written by the service only: requests applied to Redis while the database was down.
 KEY_PENDING = "killswitch:pending"
+#: Written by the service only: counts of identical refusals, aggregated per window.
+KEY_REFUSALS = "killswitch:refusals"
 #: Fields of KEY_STATE that are not scopes.
 STATE_META_FIELDS: frozenset[str] = frozenset({"version", "updated_at"})
 
