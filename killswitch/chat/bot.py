@@ -47,7 +47,7 @@ from . import confirmations, ledger
 from .config import TelegramConfig
 from .lease import PollerLease
 from .parsing import attempt_of, command_and_rest, scope_and_reason
-from .poller import Poller, sleep_unless
+from .poller import Poller, retry_seconds, sleep_unless
 from .texts import clip, seq_tag
 
 logger = logging.getLogger("killswitch.chat")
@@ -231,9 +231,9 @@ class KillSwitchBot:
                 return await self.app.bot.send_message(chat_id, clip(text), reply_parameters=reply,
                                                        reply_markup=markup)
             except RetryAfter as exc:
-                wait = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else exc.retry_after
+                wait = retry_seconds(exc)
                 logger.warning("sendMessage to %s: 429, waiting %s s", chat_id, wait)
-                await asyncio.sleep(float(wait))
+                await asyncio.sleep(wait)
             except TimedOut:
                 logger.warning("sendMessage to %s timed out; not repeated (it may have arrived)", chat_id)
                 return None

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 
 from .lease import LOST, PollerLease
 
@@ -135,7 +137,7 @@ class Poller:
                 await sleep_unless(stop, backoff.next())
                 continue
             except RetryAfter as exc:
-                await sleep_unless(stop, _seconds(exc.retry_after))
+                await sleep_unless(stop, retry_seconds(exc))
                 continue
             except InvalidToken as exc:
                 logger.critical("Telegram refused the bot token while polling (%s): the bot hears nothing "
@@ -173,5 +175,10 @@ class Poller:
             await self.bot.get_updates(offset=self.offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES)
 
 
-def _seconds(value: Any) -> float:
+def retry_seconds(error: RetryAfter) -> float:
+    """A 429's retry_after in seconds: an int in PTB 22 (with a deprecation warning on
+    every read), a timedelta in later versions or with PTB_TIMEDELTA=1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: Any = error.retry_after
     return value.total_seconds() if hasattr(value, "total_seconds") else float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 from django.core.exceptions import ImproperlyConfigured
@@ -93,6 +94,10 @@ def _run_bot(out, err) -> int:
         err.write(f"{name} is not set: the Telegram bot needs the token BotFather gave "
                   "(README, section Telegram).\n")
         return 2
+
+    # PTB 22 warns on every read of a 429's retry_after unless opted in to timedeltas,
+    # which killswitch.chat.poller.retry_seconds reads either way.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
 
     async def main() -> None:
         stop = asyncio.Event()

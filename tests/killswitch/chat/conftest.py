@@ -8,8 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +27,7 @@ from killswitch.chat.links import link
 from killswitch.models import Event
 from killswitch.notifications.telegram import BotApi
 from tests.fake_telegram import FakeBotApi
+from tests.stack import ROOT
 
 # Telegram user ids of the personas (a private chat's id is its person's id).
 VIEWER, TRADER, RISK, NOBODY, STRANGER = 5001, 5002, 5003, 5004, 5999
@@ -149,3 +155,68 @@ def policy_file_telegram(monkeypatch, **section: Any) -> Iterator[None]:
     new = dataclasses.replace(base, extra={**base.extra, "telegram": section})
     monkeypatch.setattr(chat_config, "get_policy", lambda: new)
     yield
+
+
+class BotProcess:
+    """`manage.py killswitch telegram run` as a real OS process on the test database,
+    the test Redis and the fake Bot API: what a test kills (SIGKILL) and starts again."""
+
+    def __init__(self, api: FakeBotApi, tmp_path: Path, **telegram: Any) -> None:
+        from django.conf import settings
+
+        from riskcontrol.env import current_database_url
+
+        section = {"poll_timeout_seconds": 1, "lease_seconds": 2, **telegram}
+        policy = tmp_path / "risk_limits.yaml"
+        policy.write_text("kill_switch:\n  telegram_enabled: true\ntelegram:\n"
+                          + "".join(f"  {key}: {value}\n" for key, value in section.items()))
+        self.api = api
+        self.log = tmp_path / "telegram-bot.log"
+        self.env = {**os.environ, "DATABASE_URL": current_database_url(), "REDIS_URL": settings.REDIS_URL,
+                    "RISK_LIMITS_PATH": str(policy), "TELEGRAM_BOT_TOKEN": api.token,
+                    "TELEGRAM_API_URL": api.api_url, "KILLSWITCH_TESTING": "1", "PYTHONUNBUFFERED": "1",
+                    "DJANGO_SETTINGS_MODULE": "riskcontrol.settings"}
+        self.env.pop("TELEGRAM_CHAT_ID", None)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> BotProcess:
+        polls = len(self.api.requests("getUpdates"))
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "manage.py", "killswitch", "telegram", "run"], cwd=ROOT,
+                                            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while len(self.api.requests("getUpdates")) <= polls:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the bot exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bot did not poll within 60 s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as when the machine or the OOM killer stops it."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def bot_process(api, people, redis_client, tmp_path) -> Iterator[Callable[..., BotProcess]]:
+    made: list[BotProcess] = []
+
+    def make(**telegram: Any) -> BotProcess:
+        made.append(BotProcess(api, tmp_path, **telegram))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.stop()
