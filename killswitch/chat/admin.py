@@ -43,19 +43,27 @@ class TelegramLinkInline(admin.StackedInline):
     readonly_fields = ("linked_at", "linked_by")
     extra = 1
     max_num = 1
-    verbose_name_plural = "Telegram (bot commands act as this user, with this user's role)"
+    verbose_name = verbose_name_plural = "Telegram (bot commands act as this user, with this user's role)"
 
 
 def _save_links(request: HttpRequest, user: Any, formset: Any, admin_: admin.ModelAdmin) -> None:
+    """The inline's save, through the link service; fills what the admin's change
+    message reads (`new_objects`, `changed_objects`, `deleted_objects`), as formset.save() would."""
     by = request.user.get_username()
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
     for form in formset.forms:
         try:
             if formset.can_delete and formset._should_delete_form(form):
                 if form.instance.pk:
                     links.unlink(username=user.get_username(), by=by)
+                    formset.deleted_objects.append(form.instance)
             elif form.has_changed():
-                links.link(username=user.get_username(), telegram_user_id=form.cleaned_data["telegram_user_id"],
-                           by=by)
+                row, previous = links.link(username=user.get_username(),
+                                           telegram_user_id=form.cleaned_data["telegram_user_id"], by=by)
+                if previous is None:
+                    formset.new_objects.append(row)
+                else:
+                    formset.changed_objects.append((row, ["telegram_user_id"]))
         except links.LinkError as error:
             admin_.message_user(request, error.message, messages.ERROR)
 

@@ -132,8 +132,8 @@ class TelegramTransport(Transport):
             body = response.json()
             description = str(body.get("description") or "")
             retry_after = (body.get("parameters") or {}).get("retry_after")
-        except ValueError:
-            description, retry_after = response.text[:200], None
+        except ValueError:  # nginx's HTML page for 502/503/504
+            description, retry_after = "", None
         error = f"Telegram answered {response.status_code}: {description or response.reason_phrase}"
         if response.status_code == 429:
             raise TransportError(error, retry_after=float(retry_after) if retry_after else None)
