@@ -15,7 +15,6 @@ expected, like the rest of the policy.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -23,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from killswitch.notifications.telegram import BotApi, bot_api
 from killswitch.policy import get_policy
+from riskcontrol.env import envstr
 
 SECTION = "telegram"
 PRIVATE = "private"
@@ -122,4 +122,4 @@ def bot_should_run() -> bool:
     token is set (evaluated when the process list is read)."""
     policy = get_policy()
     token_env = policy.notifications.telegram_bot_token_env
-    return policy.kill_switch.telegram_enabled and bool(os.environ.get(token_env, "").strip())
+    return policy.kill_switch.telegram_enabled and bool((envstr(token_env) or "").strip())

@@ -4,8 +4,8 @@ One URL for everything Telegram: `{TELEGRAM_API_URL}/bot{token}/{method}`
 (TELEGRAM_API_URL defaults to https://api.telegram.org), for the bot's commands
 (killswitch.chat) and for these notifications alike, so a local Bot API server or a
 test server stands in for both. The bot token and chat id come from the environment
-only (names configurable in config/risk_limits.yaml: notifications.telegram_bot_token_env /
-telegram_chat_id_env).
+only, or a `*_FILE` beside them (names configurable in config/risk_limits.yaml:
+notifications.telegram_bot_token_env / telegram_chat_id_env).
 
 Sent with httpx rather than apprise's tgram:// plugin: apprise always talks to
 api.telegram.org (no base URL) and reports failures as a boolean, so a 429's
@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.core.exceptions import ImproperlyConfigured
+
+from riskcontrol.env import envstr
 
 from .base import Message, Transport, TransportError
 
@@ -72,12 +74,13 @@ class BotApi:
 
 
 def bot_token(token_env: str) -> str:
-    """The bot token from the environment variable `token_env`, or "" when unset.
+    """The bot token from the environment variable `token_env` (or the file named by
+    `{token_env}_FILE`), or "" when unset.
 
     Raises ImproperlyConfigured naming the variable (never the value) when it is set
     but not of Telegram's `<bot id>:<secret>` shape.
     """
-    token = os.environ.get(token_env, "").strip()
+    token = (envstr(token_env) or "").strip()
     if token and not TOKEN_FORMAT.fullmatch(token):
         raise ImproperlyConfigured(
             f"{token_env} is invalid; expected the token BotFather gave, '<bot id>:<secret>' "
@@ -97,8 +100,8 @@ class TelegramTransport(Transport):
     def __init__(self, *, token_env: str = "TELEGRAM_BOT_TOKEN", chat_env: str = "TELEGRAM_CHAT_ID") -> None:
         self.token_env = token_env
         self.chat_env = chat_env
-        self.token = os.environ.get(token_env, "").strip()
-        self.chat = os.environ.get(chat_env, "").strip()
+        self.token = (envstr(token_env) or "").strip()
+        self.chat = (envstr(chat_env) or "").strip()
         self.missing = [name for name, value in ((token_env, self.token), (chat_env, self.chat)) if not value]
 
     @property

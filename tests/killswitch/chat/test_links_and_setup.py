@@ -208,3 +208,13 @@ def test_make_run_starts_the_bot_only_with_telegram_enabled_and_a_token(monkeypa
     if runs:
         assert names["telegram"].command(python="py") == ["py", "manage.py", "killswitch", "telegram", "run"]
     assert {"web", "worker", "reconciler"} <= set(names)
+
+
+def test_the_token_may_come_from_a_file(monkeypatch, tmp_path):
+    _enabled(monkeypatch, True)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    secret = tmp_path / "tg"
+    secret.write_text("123:abc\n")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(secret))
+    assert "telegram" in {p.name for p in processes.processes()}
+    assert chat_config.endpoint().token == "123:abc"
