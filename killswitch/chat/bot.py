@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ T = TypeVar("T")
 CURRENT: contextvars.ContextVar[TelegramUpdate | None] = contextvars.ContextVar("telegram_update", default=None)
 SEND_TRIES = 3
 SWEEP_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 3600.0
 CONFLICT_ALERT_EVERY = timedelta(minutes=10)
 COMMANDS = [("status", "every scope not running, cooldowns, late processes"), ("pause", "[scope] reason: pause now"),
             ("halt", "[scope] reason: halt now"), ("kill", "[scope] reason: kill, after typing KILL"),
@@ -111,6 +113,7 @@ class KillSwitchBot:
                              timeout=config.poll_timeout_seconds, on_conflict=self._on_conflict,
                              on_token_refused=self._on_token_refused)
         self._last_conflict_alert: datetime | None = None
+        self._recovered = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -148,17 +151,35 @@ class KillSwitchBot:
                 logger.warning("telegram start-up call failed: %s", exc.message)
         await self.recover()
 
+    async def recover(self) -> None:
+        """Tell the sender of each command a crash left unfinished what became of it.
+        With the database down this waits for it (the sweeper tries again)."""
+        try:
+            for row in await self.db(ledger.unfinished, self.api.bot_id):
+                await self.tell_interrupted(row)
+        except DatabaseError:
+            logger.error("database unavailable: interrupted telegram commands are reported once it is back")
+            return
+        self._recovered = True
+
     async def _sweep(self, stop: asyncio.Event) -> None:
         """Expire unconfirmed kills and resumes (audited) and edit their prompts."""
         from .confirm import show_expired
 
+        pruned_at = failed_at = 0.0
         while not stop.is_set():
             try:
+                if not self._recovered:
+                    await self.recover()
                 for row in await self.db(confirmations.expire_due):
                     await show_expired(self, row)
-                await self.db(ledger.prune)
-            except Exception:
-                logger.exception("telegram confirmation sweep failed")
+                if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
+                    await self.db(ledger.prune)
+                    pruned_at = time.monotonic()
+            except Exception as exc:
+                if time.monotonic() - failed_at > 60:  # once a minute while it lasts, not every second
+                    logger.error("telegram confirmation sweep failed: %r", exc, exc_info=not isinstance(exc, DatabaseError))
+                    failed_at = time.monotonic()
             await sleep_unless(stop, SWEEP_SECONDS)
 
     # --- one update -------------------------------------------------------------------
@@ -197,20 +218,17 @@ class KillSwitchBot:
             "The kill switch database is unavailable, so your command cannot be checked: nothing was "
             "changed. On the server, `manage.py killswitch activate` or `redis-cli SET trading_switch halt` "
             "still stop trading at once and are audited when the database is back.")
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(services.record_refusal, attempted=incoming.text[:40] or "telegram",
-                                    scope="global", actor=f"telegram:{incoming.user_id}",
-                                    source=Source.TELEGRAM, error=error, reason=incoming.text)
+        command, rest = command_and_rest(incoming.text)
+        attempted, level = attempt_of(command)
+        with contextlib.suppress(Exception):  # refuse() falls back to Redis; only both down lands here
+            await self.db(services.record_refusal, attempted=attempted, scope=scope_and_reason(rest).scope,
+                          actor=f"telegram:{incoming.user_id}", source=Source.TELEGRAM, error=error,
+                          reason=incoming.text, requested_level=level)
         if incoming.chat_id is None:
             return True
         return await self.send(incoming.chat_id, error.message, reply_to=incoming.message_id) is not None
 
     # --- recovery after a crash --------------------------------------------------------
-
-    async def recover(self) -> None:
-        """Tell the sender of each command a crash left unfinished what became of it."""
-        for row in await self.db(ledger.unfinished, self.api.bot_id):
-            await self.tell_interrupted(row)
 
     async def tell_interrupted(self, row: TelegramUpdate) -> None:
         text = await self.db(_interrupted, row)
@@ -286,7 +304,8 @@ class KillSwitchBot:
             return
         self._last_conflict_alert = now
         await self._alert(f"Telegram bot {self.api.bot_id}: 409 Conflict, another process is polling the same "
-                          f"token ({exc.message}); commands may reach either one. Stop the other instance.")
+                          f"token or a webhook is set for it ({exc.message}); commands may reach the other one. "
+                          "Stop the other instance (or delete its webhook).")
 
     async def _on_token_refused(self, exc: TelegramError) -> None:
         await self._alert(f"Telegram bot {self.api.bot_id}: Telegram refused the token while polling "

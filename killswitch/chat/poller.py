@@ -130,8 +130,8 @@ class Poller:
             try:
                 updates = await self._fetch(stop, lost)
             except Conflict as exc:
-                logger.error("Telegram answered 409 Conflict: another process is polling this bot token "
-                             "(%s). Only one may: stop the other instance.", exc.message)
+                logger.error("Telegram answered 409 Conflict: another process is polling this bot token, or a "
+                             "webhook is set for it (%s). Only one may: stop the other instance.", exc.message)
                 if self.on_conflict:
                     await self.on_conflict(exc)
                 await sleep_unless(stop, backoff.next())

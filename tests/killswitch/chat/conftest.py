@@ -161,7 +161,7 @@ class BotProcess:
     """`manage.py killswitch telegram run` as a real OS process on the test database,
     the test Redis and the fake Bot API: what a test kills (SIGKILL) and starts again."""
 
-    def __init__(self, api: FakeBotApi, tmp_path: Path, **telegram: Any) -> None:
+    def __init__(self, api: FakeBotApi, tmp_path: Path, *, env: dict[str, str] | None = None, **telegram: Any) -> None:
         from django.conf import settings
 
         from riskcontrol.env import current_database_url
@@ -177,6 +177,7 @@ class BotProcess:
                     "TELEGRAM_API_URL": api.api_url, "KILLSWITCH_TESTING": "1", "PYTHONUNBUFFERED": "1",
                     "DJANGO_SETTINGS_MODULE": "riskcontrol.settings"}
         self.env.pop("TELEGRAM_CHAT_ID", None)
+        self.env.update(env or {})
         self.process: subprocess.Popen | None = None
 
     def start(self) -> BotProcess:
@@ -213,8 +214,8 @@ class BotProcess:
 def bot_process(api, people, redis_client, tmp_path) -> Iterator[Callable[..., BotProcess]]:
     made: list[BotProcess] = []
 
-    def make(**telegram: Any) -> BotProcess:
-        made.append(BotProcess(api, tmp_path, **telegram))
+    def make(*, env: dict[str, str] | None = None, **telegram: Any) -> BotProcess:
+        made.append(BotProcess(api, tmp_path, env=env, **telegram))
         return made[-1]
 
     yield make

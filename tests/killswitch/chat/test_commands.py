@@ -65,6 +65,10 @@ async def test_repeating_a_halt_answers_already_there_with_its_own_event(bot, ap
 @pytest.mark.parametrize("user_id, text, message, action", [
     (VIEWER, "/halt crash", "vera_viewer may not activate the kill switch; the trader role is required.", "refused"),
     (NOBODY, "/pause crash", "nina_nobody may not activate the kill switch; the trader role is required.", "refused"),
+    (VIEWER, "/kill crash", "vera_viewer may not activate the kill switch; the trader role is required.", "refused"),
+    (VIEWER, "/resume", "vera_viewer may not deactivate the kill switch; the risk_officer role is required.",
+     "refused"),
+    (NOBODY, "/kill crash", "nina_nobody may not activate the kill switch; the trader role is required.", "refused"),
     (TRADER, "/halt", "A reason is required to activate the kill switch.", "refused"),
     (TRADER, "/halt account: crash", "Invalid scope: scope 'account' needs a key", "refused"),
 ])

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 
+from killswitch.domain import KEY_PENDING
 from killswitch.models import Scope, TelegramUpdate, UpdateState
 from tests.fake_telegram.harness import polling
 from tests.fake_telegram.sample_bot import SampleBot
@@ -206,3 +208,17 @@ async def test_an_update_is_confirmed_at_telegram_only_after_it_was_answered(bot
     assert confirming.started_at >= answered.finished_at
     [event] = await events(source="telegram")
     assert event.new_level == "halt"
+
+
+async def test_with_the_database_unreachable_a_command_is_refused_and_kept_for_the_audit_log(
+        bot_process, api, redis_client, tmp_path):
+    # A database file that cannot be opened: every query of the bot fails, as in an outage.
+    unreachable = f"sqlite:///{tmp_path}/no/such/dir/db.sqlite3"
+    await asyncio.to_thread(bot_process(env={"DATABASE_URL": unreachable}).start)
+    reply = await say(api, TRADER, "/halt account:DU111111 crash", timeout=20)
+    assert reply["text"].startswith("The kill switch database is unavailable, so your command cannot be checked: "
+                                    "nothing was changed. On the server, `manage.py killswitch activate`")
+    [kept] = [json.loads(p) for p in redis_client.lrange(KEY_PENDING, 0, -1)]
+    assert (kept["kind"], kept["actor"], kept["source"], kept["scope"], kept["level"]) == (
+        "refusal", f"telegram:{TRADER}", "telegram", "account:DU111111", "halt")
+    assert await level_of("account:DU111111") == "running"
