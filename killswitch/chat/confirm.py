@@ -25,8 +25,7 @@ from killswitch.services.authorization import ACTIVATE, DEACTIVATE
 from killswitch.services.refusals import check_reason, parse_scope
 
 from . import confirmations, hooks, texts
-from .gate import Attempt, Sender, may, refuse, sender_of
-from .handlers import _words
+from .gate import Attempt, Sender, may, refuse, sender_of, words_of
 from .parsing import scope_and_reason
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ class Confirmations:
 
     async def _request(self, update: Update, command: str) -> None:
         action, level, permission = ACTIONS[command]
-        args = scope_and_reason(_words(update)[1])
+        args = scope_and_reason(words_of(update)[1])
         attempt = Attempt(action, args.scope, level, args.reason)
         sender = await sender_of(self.bot, update, attempt)
         if sender is None or not await may(self.bot, update, sender, permission, attempt):

@@ -26,6 +26,7 @@ from killswitch.services.authorization import missing_role_message
 
 from . import texts
 from .links import linked_user
+from .parsing import command_and_rest
 
 if TYPE_CHECKING:
     from .bot import KillSwitchBot
@@ -54,6 +55,12 @@ class Attempt:
     scope: str = "global"
     requested_level: str = ""
     reason: str = ""
+
+
+def words_of(update: Update) -> tuple[str, str]:
+    """The command and the rest of the update's message text ('' for none)."""
+    message = update.effective_message
+    return command_and_rest(message.text if message and message.text else "")
 
 
 async def refuse(bot: KillSwitchBot, update: Update | None, actor: Any, attempt: Attempt,

@@ -19,8 +19,8 @@ from killswitch.models import Source
 from killswitch.services.authorization import ACTIVATE, DEACTIVATE, VIEW
 
 from . import hooks, texts
-from .gate import Attempt, may, sender_of
-from .parsing import attempt_of, command_and_rest, history_count, scope_and_reason
+from .gate import Attempt, may, sender_of, words_of
+from .parsing import attempt_of, history_count, scope_and_reason
 
 if TYPE_CHECKING:
     from .bot import KillSwitchBot
@@ -43,11 +43,6 @@ def install_fallback(bot: KillSwitchBot) -> None:
     bot.app.add_handler(MessageHandler(filters.COMMAND, commands.unknown))
 
 
-def _words(update: Update) -> tuple[str, str]:
-    message = update.effective_message
-    return command_and_rest(message.text if message and message.text else "")
-
-
 class Commands:
     def __init__(self, bot: KillSwitchBot) -> None:
         self.bot = bot
@@ -66,7 +61,7 @@ class Commands:
         if not await self._reader(update, "/history"):
             return
         try:
-            count = history_count(_words(update)[1])
+            count = history_count(words_of(update)[1])
         except ValueError as exc:
             await self.bot.reply(update, str(exc))
             return
@@ -82,7 +77,7 @@ class Commands:
             await self.bot.reply(update, await self.bot.db(_clients_text))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        sender = await sender_of(self.bot, update, Attempt(_words(update)[0] or "/help"))
+        sender = await sender_of(self.bot, update, Attempt(words_of(update)[0] or "/help"))
         if sender is None:
             return
         grants = await self.bot.db(_grants, sender.user)
@@ -103,7 +98,7 @@ class Commands:
 
     async def _escalate(self, update: Update, level: str) -> None:
         """Act at once: one call to services.activate, its answer with the event number."""
-        command, rest = _words(update)
+        command, rest = words_of(update)
         args = scope_and_reason(rest)
         attempted, _ = attempt_of(command)
         sender = await sender_of(self.bot, update, Attempt(attempted, args.scope, level, args.reason))
@@ -120,7 +115,7 @@ class Commands:
         chat = update.effective_chat
         if chat is None or chat.type != "private":
             return
-        command = _words(update)[0]
+        command = words_of(update)[0]
         if await sender_of(self.bot, update, Attempt(command)):
             await self.bot.reply(update, f"{command[:40]} is not a command of this bot; /help lists them.")
 
