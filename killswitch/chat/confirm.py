@@ -20,6 +20,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes, Mes
 from killswitch import domain as L
 from killswitch import selectors, services
 from killswitch.models import ConfirmationState, Source, TelegramConfirmation
+from killswitch.models.telegram import KILL_WORD, RESUME_WORD
 from killswitch.policy import kill_switch_policy
 from killswitch.services.authorization import ACTIVATE, DEACTIVATE
 from killswitch.services.refusals import check_reason, parse_scope
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .bot import KillSwitchBot
 
 CONFIRM, CANCEL = "ks:c:", "ks:x:"
+WORDS = (KILL_WORD, RESUME_WORD)
 ACTIONS = {  # command -> (action, level, permission the prompt needs)
     "kill": ("activate", L.KILL, ACTIVATE),
     "resume": ("deactivate", L.RUNNING, DEACTIVATE),
@@ -124,8 +126,8 @@ class Confirmations:
             await self.bot.db(confirmations.set_prompt, row.pk, sent.message_id)
 
     async def typed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A text message: the word that answers a prompt (a reply to it, or in a
-        private chat the sender's latest request), or chatter."""
+        """A text message: the word that answers a prompt (a reply to it or, in a
+        private chat, the sender's latest request), or chatter."""
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
         if message is None or chat is None or user is None:
             return
@@ -134,9 +136,11 @@ class Confirmations:
         replied = message.reply_to_message
         if replied is not None and replied.from_user is not None and replied.from_user.id == self.bot.api.bot_id:
             row = await self.bot.db(confirmations.for_prompt, chat.id, replied.message_id)
-        if row is None:
+        if row is None and chat.type == "private":
+            # In a group only a reply to the prompt counts: with privacy mode off the bot
+            # sees all chatter, which must not end anybody's request.
             row = await self.bot.db(confirmations.latest, chat.id, user.id)
-            if row is not None and row.state != ConfirmationState.PENDING and text.upper() not in ("KILL", "RESUME"):
+            if row is not None and row.state != ConfirmationState.PENDING and text.upper() not in WORDS:
                 row = None  # chatter after a request ended
         if row is None:
             await self._nothing_waiting(update, text)
@@ -168,12 +172,12 @@ class Confirmations:
     async def _nothing_waiting(self, update: Update, text: str) -> None:
         chat = update.effective_chat
         word = text.upper()
-        if word in ("KILL", "RESUME"):
-            action, level = ("activate", L.KILL) if word == "KILL" else ("deactivate", L.RUNNING)
+        if word in WORDS:
+            action, level = ("activate", L.KILL) if word == KILL_WORD else ("deactivate", L.RUNNING)
             attempt = Attempt(action, L.GLOBAL, level)
             sender = await sender_of(self.bot, update, attempt)
             if sender is not None:
-                verb = "kill" if word == "KILL" else "resume"
+                verb = "kill" if word == KILL_WORD else "resume"
                 await refuse(self.bot, update, sender.user, attempt, services.InvalidRequest(
                     f"No {verb} is waiting for your confirmation here, so nothing was done: send "
                     f"/{verb} [scope] {'reason' if verb == 'kill' else '[reason]'} first, then {word}."))

@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from killswitch import domain as L
 from killswitch.models import Event
+from killswitch.models.telegram import KILL_WORD, RESUME_WORD
 from killswitch.selectors import ClientStatus, ScopeState
 from killswitch.services import KillSwitchError, TransitionResult
 
 MAX_TEXT = 4000  # below Telegram's 4096, leaving room for a "…" line
-KILL_WORD, RESUME_WORD = "KILL", "RESUME"
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
@@ -89,7 +89,6 @@ def status(version: int, states: list[ScopeState], clients: list[ClientStatus] |
         else:
             line += "; cooldown over"
         lines.extend(bullets([line]))
-    lines.extend(_cooling_running(states))
     if clients is None:
         lines.append("Trading processes: could not be read.")
     else:
@@ -98,12 +97,6 @@ def status(version: int, states: list[ScopeState], clients: list[ClientStatus] |
         lines.extend(bullets(f"{c.name} ({c.host}:{c.pid}) has not acknowledged the change of "
                              f"{when(c.pending_since)}; it sees {c.level or '?'}" for c in late))
     return clip("\n".join(lines))
-
-
-def _cooling_running(states: list[ScopeState]) -> list[str]:
-    """Running scopes still in a cooldown (resumed early by nobody: a lowered level)."""
-    cooling = [s for s in states if s.level == L.RUNNING and s.cooldown_remaining_seconds > 0]
-    return bullets(f"{s.scope}: running; cooldown {duration(s.cooldown_remaining_seconds)} left" for s in cooling)
 
 
 def history(events: list[Event]) -> str:

@@ -18,6 +18,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# What a person types to confirm (the dashboard's words, as the seed has them).
+KILL_WORD, RESUME_WORD = "KILL", "RESUME"
+
 
 class TelegramLink(models.Model):
     """A Django user and the Telegram account that may act as them."""
@@ -116,4 +119,4 @@ class TelegramConfirmation(models.Model):
     @property
     def word(self) -> str:
         """What the requester must type: KILL for a kill, RESUME for a resume."""
-        return "KILL" if self.action == "activate" else "RESUME"
+        return KILL_WORD if self.action == "activate" else RESUME_WORD
