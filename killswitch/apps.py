@@ -23,6 +23,8 @@ class KillswitchConfig(AppConfig):
         # naming the key, the value and what is expected.
         from django.db.models.signals import post_migrate
 
+        from .chat import admin as _chat_admin  # noqa: F401 - the Telegram link on the user's page
+        from .chat.config import bot_should_run, check_at_start_up
         from .notifications.services import connect as connect_notifications
         from .policy import get_policy
         from .runtime import processes
@@ -32,6 +34,7 @@ class KillswitchConfig(AppConfig):
         from .web.logins import connect as connect_logins
 
         get_policy()
+        check_at_start_up()  # the telegram: section (owned by killswitch.chat), its URL and token
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
         post_migrate.connect(ensure_baseline_after_migrate, sender=self,
                              dispatch_uid="killswitch.ensure_baseline")
@@ -48,5 +51,8 @@ class KillswitchConfig(AppConfig):
                               "Celery worker: broker work (cancel, flatten, verify) and notifications"),
             processes.Process("reconciler", (processes.PYTHON, "manage.py", "killswitch", "reconcile"),
                               "keeps Redis equal to the database, audits out-of-band writes, heartbeat"),
+            processes.Process("telegram", (processes.PYTHON, "manage.py", "killswitch", "telegram", "run"),
+                              "Telegram bot commands (only with telegram_enabled and a bot token)",
+                              when=bot_should_run),
         ):
             processes.register(process)

@@ -51,7 +51,7 @@ def down(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("killswitch", "0004_notifications")]
+    dependencies = [("killswitch", "0006_telegram")]
 
     operations = [
         migrations.AddField(model_name="event", name="chain_version",
