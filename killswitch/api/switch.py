@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import IsAuthenticated
@@ -82,7 +83,7 @@ class KillSwitchApi(KillSwitchView):
             return super().needed_permission(request)
         try:
             data = request.data
-        except exceptions.APIException as exc:
+        except (exceptions.APIException, RequestDataTooBig) as exc:
             # DRF answers an unparseable body with empty data from now on; keep the
             # error so that post() reports it instead of "action is required".
             request.body_error = exc
@@ -94,7 +95,7 @@ class KillSwitchApi(KillSwitchView):
             return {"attempted": "read status", "scope": "global"}
         try:
             data = request.data
-        except exceptions.APIException:
+        except Exception:  # unparseable, too large, too deep: recorded with what is known
             data = None
         data = data if isinstance(data, dict) else {}
 
