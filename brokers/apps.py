@@ -35,6 +35,12 @@ class BrokersConfig(AppConfig):
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
         drill_hooks.register(PaperDrill())
         chat_hooks.register(chat_hooks.BrokerViews(chat.recent_runs, chat.kill_would_close, chat.still_open))
+        from killswitch.selectors import open_items
+
+        from . import open_items as broker_open_items
+
+        open_items.register("broker", broker_open_items.orders_and_positions)
+        open_items.register("runs", broker_open_items.runs)
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))

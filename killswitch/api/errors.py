@@ -41,6 +41,7 @@ STATUS_BY_CODE = {
     services.PermissionRefused.code: 403,
     services.ControlDisabled.code: 403,
     services.CooldownActive.code: 409,
+    services.ResumeRefused.code: 409,
     RateLimited.code: 429,
     services.DatabaseUnavailable.code: 503,
 }
