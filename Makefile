@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fault lint bench migrate clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e . -e clients/python
 	touch $(STAMP)
 
 migrate: $(STAMP)
