@@ -62,6 +62,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "--loglevel=WARNING",
+         "-Q", "broker",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=BASE, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

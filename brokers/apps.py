@@ -14,6 +14,7 @@ class BrokersConfig(AppConfig):
         brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
         the Risk page's broker runs panel, the drill's broker steps, the sweep process.
         The dependency runs one way: brokers imports killswitch, never the reverse."""
+        from django.conf import settings
         from django.db.models.signals import post_migrate
 
         from killswitch import cli
@@ -32,6 +33,10 @@ class BrokersConfig(AppConfig):
         cli.register_package("brokers.cli")
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
         drill_hooks.register(PaperDrill())
+        processes.register(processes.Process(
+            "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
+                              "INFO", "--concurrency", "2", "-n", "broker@%h"),
+            "Celery worker for the broker queue: runs (cancel, flatten, verify)"))
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))

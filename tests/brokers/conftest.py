@@ -41,11 +41,14 @@ def write_policy(path: Path, brokers: dict[str, Any]) -> Path:
 
 
 class Worker:
-    """A `celery worker --pool=solo` subprocess; kill() is a SIGKILL (a crashed worker)."""
+    """A `celery worker --pool=solo` subprocess consuming `queues` (the broker queue by
+    default); kill() is a SIGKILL (a crashed worker), pause()/resume() a SIGSTOP/SIGCONT
+    (a worker that hangs with its messages and leases)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, queues: str = settings.BROKER_QUEUE) -> None:
         self.env = env
         self.log_dir = log_dir
+        self.queues = queues
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
 
@@ -54,7 +57,7 @@ class Worker:
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-Q", self.queues, "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -77,8 +80,15 @@ class Worker:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a paused worker cannot handle SIGTERM
             os.kill(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -129,10 +139,12 @@ def start_worker(django_db_setup, django_db_blocker, module_tmp) -> Iterator[Cal
     """start_worker(policy_path, paper_only=...) -> a running Worker, stopped at module end."""
     started: list[Worker] = []
 
-    def start(policy_path: Path, *, paper_only: bool = True) -> Worker:
+    def start(policy_path: Path, *, paper_only: bool = True, queues: str = settings.BROKER_QUEUE,
+              extra_env: dict[str, str] | None = None) -> Worker:
         with django_db_blocker.unblock():
             env = worker_env(policy_path, paper_only=paper_only)
-        worker = Worker(env, module_tmp).start()
+        env.update(extra_env or {})
+        worker = Worker(env, module_tmp, queues).start()
         started.append(worker)
         return worker
 
