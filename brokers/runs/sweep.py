@@ -118,8 +118,12 @@ def _hold_runs(account: str, token: str) -> list[BrokerRun] | None:
     when a live worker holds one of them or a worker may still take a new one (not
     overdue yet: sweeping beside it would only race it)."""
     held: list[BrokerRun] = []
+    now = timezone.now()
     unfinished = BrokerRun.objects.filter(kind=RunKind.SWITCH, account=account).exclude(state__in=TERMINAL_STATES)
-    if unfinished.filter(due_at__gte=timezone.now() - STALE_GRACE, lease_until__isnull=True).exists():
+    # Expected soon: a retry waiting for its time, or a new run within its first seconds.
+    # (A run the sweep re-enqueued was overdue already: that one is swept beside.)
+    if unfinished.filter(lease_until__isnull=True).filter(
+            Q(due_at__gt=now) | Q(started_at__isnull=True, created_at__gte=now - STALE_GRACE)).exists():
         return None
     for run_id in unfinished.values_list("pk", flat=True):
         claimed, run = claim(run_id, token, seconds=SWEEP_LEASE_SECONDS)

@@ -229,8 +229,8 @@ def test_the_sweep_cancels_beside_a_run_nobody_took_but_not_beside_a_live_worker
     assert broker_runs.sweep_once().runs == []
     assert PaperOrder.objects.filter(account__code="DU111111", status="working").count() == 3
     # Nobody took it (a stopped worker; the message sits with it): overdue and unheld.
-    BrokerRun.objects.filter(pk=run.pk).update(lease_owner="", lease_until=None,
-                                               due_at=timezone.now() - timedelta(seconds=10))
+    ago = timezone.now() - timedelta(seconds=10)
+    BrokerRun.objects.filter(pk=run.pk).update(lease_owner="", lease_until=None, due_at=ago, created_at=ago)
     report = broker_runs.sweep_once()
     [sweep] = report.runs
     assert (sweep.kind, sweep.account, sweep.state, sweep.actions.count()) == (RunKind.SWEEP, "DU111111",
