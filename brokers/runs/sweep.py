@@ -12,7 +12,7 @@ from django.utils import timezone
 from killswitch import domain as L
 from killswitch.models import Event, Scope
 
-from ..adapters import SWEEP, adapter_for
+from ..adapters import SWEEP, adapter_for, session_key
 from ..adapters.base import BrokerAdapter, BrokerError, BrokerScope, WorkingOrder
 from ..config import brokers_config
 from ..models import TERMINAL_STATES, ActionOutcome, BrokerRun, RunKind, RunState
@@ -70,8 +70,8 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
     An account where a live worker holds a switch run's lease is left to that run.
     Elsewhere the sweep takes the unfinished runs' leases for the moment it cancels,
     so a worker arriving meanwhile waits seconds instead of cancelling the same orders.
-    `adapters` caches one adapter per account across passes (the loop keeps its IB
-    sessions open).
+    `adapters` caches one adapter per broker session across passes (the loop keeps
+    its IB sessions open; accounts of one IB connection share one).
     """
     adapters = {} if adapters is None else adapters
     report = SweepReport([], [], [])
@@ -87,7 +87,8 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
             continue  # a live worker is on it, or is about to take it
         keepers = [LeaseKeeper(run, seconds=SWEEP_LEASE_SECONDS).__enter__() for run in held]
         try:
-            adapter = adapters.get(account) or adapters.setdefault(account, adapter_for(account, purpose=SWEEP))
+            key = session_key(account)  # accounts on one IB connection share its sweep session
+            adapter = adapters.get(key) or adapters.setdefault(key, adapter_for(account, purpose=SWEEP))
             orders = [o for o in adapter.working_orders(BrokerScope(account)) if not is_own_closing_order(o)]
             groups: dict[tuple[str, str], list[WorkingOrder]] = {}
             for order in orders:
@@ -98,7 +99,9 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
             for (scope_label, level), found in groups.items():
                 report.runs.append(_sweep_run(adapter, account, scope_label, level, found))
         except BrokerError as exc:
-            adapters.pop(account, None)
+            broken = adapters.pop(session_key(account), None)
+            if broken is not None:
+                broken.close()  # its session (the sweep's client id) must not linger
             report.errors.append(f"{account}: {exc.message}")
         finally:
             for keeper in keepers:

@@ -134,6 +134,47 @@ def module_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("brokers")
 
 
+class SweepLoop:
+    """`manage.py killswitch sweep` as its own process, as in production (an ib_async
+    session belongs to the thread and event loop that opened it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "killswitch", "sweep", "--interval", "0.3"], cwd=BASE_DIR,
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_sweep(django_db_blocker, tmp_path) -> Iterator[Callable[..., SweepLoop]]:
+    """start_sweep(policy_path, paper_only=...) -> a running sweep loop, stopped after the test."""
+    started: list[SweepLoop] = []
+
+    def start(policy_path: Path, *, paper_only: bool = True) -> SweepLoop:
+        with django_db_blocker.unblock():
+            env = worker_env(policy_path, paper_only=paper_only)
+        loop = SweepLoop(env, tmp_path / f"sweep-{len(started)}.log")
+        started.append(loop)
+        return loop
+
+    yield start
+    for loop in started:
+        loop.stop()
+
+
 @pytest.fixture(scope="module")
 def start_worker(django_db_setup, django_db_blocker, module_tmp) -> Iterator[Callable[..., Worker]]:
     """start_worker(policy_path, paper_only=...) -> a running Worker, stopped at module end."""

@@ -13,7 +13,14 @@ from django.utils import timezone
 from brokers import demo as demo_data
 from brokers import runs as broker_runs
 from brokers.adapters import paper
-from brokers.models import ActionOutcome, BrokerAction, BrokerRun, PaperOrder, PaperPosition, RunKind
+from brokers.models import (
+    ActionOutcome,
+    BrokerAction,
+    BrokerRun,
+    PaperOrder,
+    PaperPosition,
+    RunKind,
+)
 from brokers.runs import planning
 from killswitch import services as ks
 from killswitch.models import Event
