@@ -263,3 +263,41 @@ def test_a_kill_lifted_before_the_worker_is_back_is_superseded_at_ib(gateway, wo
 def test_quantities_per_sec_type_match_the_fake(gateway):
     # Guard: the quantities above are the ones the fake gateway's own tests trade.
     assert {t: abs(q) for t, q in SIGNED.items()} == {t: abs(QUANTITIES[t]) for t in SIGNED}
+
+
+def test_when_an_order_cannot_be_cancelled_one_by_one_the_global_cancel_is_sent_and_closes_are_resent(gateway):
+    """An order whose API client is still connected can only be reached by
+    reqGlobalCancel: it is sent, the run says so, and the closing order it cancelled is
+    sent again for what was left."""
+    from ib_async import IB, LimitOrder
+
+    gateway.set_position(ACC1, con("FUT"), 5, 100.0)
+    gateway.market_liquidity(0)
+    activate("global", "kill")
+    wait_for(lambda: closing_orders(gateway), timeout=30)
+    stubborn = IB()
+    stubborn.connect("127.0.0.1", gateway.port, clientId=7, timeout=5)
+    try:
+        # A strategy still connected places an order anyway; only its own session (or a
+        # global cancel) can cancel it.
+        from ib_async import Contract
+
+        stubborn.placeOrder(Contract(conId=con("STK"), exchange="SMART"),
+                            LimitOrder("BUY", 10, 50.0, account=ACC1, orderRef="rogue"))
+        wait_for(lambda: BrokerRun.objects.filter(notes__contains="reqGlobalCancel sent although").exists(),
+                 timeout=30)
+        wait_for(lambda: len(closing_orders(gateway)) >= 2, timeout=30)
+    finally:
+        stubborn.disconnect()
+    gateway.market_liquidity(None)
+    for order in gateway.orders():
+        if order["order_ref"].startswith("ks-close-") and order["status"] == "Submitted":
+            gateway.fill_order(order["order_id"], client_id=order["client_id"])
+    runs = wait_runs_finished(timeout=60)
+    assert {r.state for r in runs} == {"completed"}, [r.error for r in runs]
+    first, second = closing_orders(gateway)[:2]
+    assert (first["qty"], second["qty"]) == (5.0, 5.0)  # nothing had filled: all of it again
+    statuses = {o["order_ref"]: o["status"] for o in gateway.orders()}
+    assert statuses[first["order_ref"]] == "Cancelled"
+    assert gateway.positions() == []
+    assert not [o for o in gateway.orders() if o["status"] in ("Submitted", "PreSubmitted")]
