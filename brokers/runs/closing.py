@@ -37,6 +37,7 @@ from ..adapters.base import (
     BrokerAdapter,
     BrokerError,
     BrokerScope,
+    Execution,
     OrderState,
     Position,
     Unclosable,
@@ -116,7 +117,10 @@ def close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> Cl
                 legs[action.position_key] = [action]  # a newer leg replaces the older one
             else:
                 newest.append(action)
-    sent = sum(1 for a in ledger if a.run_id == run.pk)
+    sent = run.actions.filter(action=ActionKind.CLOSE).count()  # refs are unique per run
+    # The broker's executions since the oldest leg began: read at most once per step, if needed.
+    oldest = min((leg[0].created_at for leg in legs.values()), default=now)
+    executions = _Executions(adapter, run.account, oldest)
     for position in adapter.positions(scope):
         key = position.key
         if key in unclosable:
@@ -124,7 +128,7 @@ def close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> Cl
             continue
         if key in busy:
             continue  # a closing order is working (or unknown): never send a second one
-        plan = _plan(position, legs.get(key), adapter, now=now, lag=lag)
+        plan = _plan(position, legs.get(key), now=now, lag=lag, executions=executions)
         if plan is None:
             report.held_back.append(f"{position.instrument.label} {position.quantity}")
             continue
@@ -153,8 +157,21 @@ def close_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> Cl
     return report
 
 
-def _plan(position: Position, leg: list[BrokerAction] | None, adapter: BrokerAdapter, *,
-          now, lag: timedelta) -> tuple[Decimal, Decimal, str] | None:
+class _Executions:
+    """The account's executions since `since`, read from the broker on first use."""
+
+    def __init__(self, adapter: BrokerAdapter, account: str, since) -> None:
+        self.adapter, self.account, self.since = adapter, account, since
+        self._found: list[Execution] | None = None
+
+    def get(self) -> list[Execution]:
+        if self._found is None:
+            self._found = self.adapter.executions(account=self.account, since=self.since)
+        return self._found
+
+
+def _plan(position: Position, leg: list[BrokerAction] | None, *,
+          now, lag: timedelta, executions: _Executions) -> tuple[Decimal, Decimal, str] | None:
     """(quantity to send, basis of its leg, leg id or '' for a new leg), or None when
     the report shows a position that the broker's fills say is already closed."""
     reported = position.quantity
@@ -171,7 +188,7 @@ def _plan(position: Position, leg: list[BrokerAction] | None, adapter: BrokerAda
     # The leg is closed: what the report shows is a late report, unless other orders
     # traded this instrument since the leg began (the broker's executions say so).
     since = leg[0].created_at
-    others = sum((e.signed for e in adapter.executions(account=position.account, since=since)
+    others = sum((e.signed for e in executions.get()
                   if e.instrument_key == position.instrument.key and not e.client_ref.startswith(CLOSE_REF_PREFIX)
                   and (e.time is None or e.time >= since)), Decimal(0))
     if others and _sign(others) == _sign(reported):

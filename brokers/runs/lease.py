@@ -35,7 +35,9 @@ def claim(run_id: int, token: str, *, seconds: float | None = None) -> tuple[boo
         BrokerRun.objects.filter(pk=run_id)
         .exclude(state__in=TERMINAL_STATES)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=token))
-        .update(lease_owner=token, lease_until=now + lease, updated_at=now)
+        # updated_at is left alone: it says when a worker last did something (the sweep's
+        # stall alert reads it), and a claim alone is no work.
+        .update(lease_owner=token, lease_until=now + lease)
     )
     return bool(claimed), BrokerRun.objects.filter(pk=run_id).first()
 

@@ -190,7 +190,7 @@ def resume_stale_runs() -> list[int]:
             if claimed and current is not None:
                 supersede(current, allowed, adapter=None)
             continue
-        if run.stall_alert_seq is None and (run.due_at or run.created_at) < now - stall:
+        if run.stall_alert_seq is None and run.updated_at < now - stall:
             _stall_alert(run, now)
         planning.enqueue_run(run_id=run.pk)  # sets due_at: the next pass does not enqueue it again at once
         resumed.append(run.pk)
@@ -202,7 +202,7 @@ def _stall_alert(run: BrokerRun, now) -> None:
     halted scopes meanwhile, but only a worker closes positions."""
     from killswitch.services import record_alert
 
-    waited = (now - (run.due_at or run.created_at)).total_seconds()
+    waited = (now - run.updated_at).total_seconds()
     try:
         event = record_alert(
             scope=L.ScopeRef(run.scope_kind, run.scope_key), actor="system:brokers",

@@ -251,10 +251,12 @@ def test_the_sweep_cancels_beside_a_run_nobody_took_but_not_beside_a_live_worker
 def test_a_run_nobody_works_raises_one_stall_alert(monkeypatch):
     monkeypatch.setattr(planning, "enqueue_run", lambda *, run_id, countdown=0: True)
     run = run_of(activate("account:DU111111", "kill"))
-    BrokerRun.objects.filter(pk=run.pk).update(due_at=timezone.now() - timedelta(seconds=120))
-    broker_runs.resume_stale_runs()
-    BrokerRun.objects.filter(pk=run.pk).update(due_at=timezone.now() - timedelta(seconds=120))
-    broker_runs.resume_stale_runs()
+    # Nobody has touched it for two minutes; the sweep re-enqueues it every pass.
+    ago = timezone.now() - timedelta(seconds=120)
+    BrokerRun.objects.filter(pk=run.pk).update(due_at=ago, created_at=ago, updated_at=ago)
+    assert broker_runs.resume_stale_runs() == [run.pk]
+    BrokerRun.objects.filter(pk=run.pk).update(due_at=ago)
+    assert broker_runs.resume_stale_runs() == [run.pk]
     alerts = Event.objects.filter(action="alert")
     assert alerts.count() == 1
     assert f"broker run {run.pk} (kill, account DU111111) has not been worked" in alerts.get().detail
