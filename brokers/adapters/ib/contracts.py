@@ -23,6 +23,8 @@ CLOSABLE_SEC_TYPES: dict[str, str] = {
 }
 #: Where IB wants FX orders routed (the only venue the API trades spot FX on).
 FX_EXCHANGE = "IDEALPRO"
+#: Security types IB's SMART router takes, should the qualified contract name no exchange.
+SMART_ROUTED = frozenset({"STK", "OPT", "CFD", "BOND"})
 #: Crypto at IB takes market orders as immediate-or-cancel only; what an IOC leaves
 #: unfilled is sent again by the next close round (the run counts fills, not orders).
 TIF = {"CRYPTO": "IOC"}
@@ -77,6 +79,9 @@ def closing_contract(qualified: Any, position: Position) -> Any:
                          "nothing was sent")
     if qualified.secType == "CASH":
         qualified.exchange = FX_EXCHANGE
+    elif not qualified.exchange and qualified.secType in SMART_ROUTED:
+        # Same contract (by conId), routed by IB's smart router: only the route is chosen here.
+        qualified.exchange = "SMART"
     if not qualified.exchange:
         raise Unclosable(f"{position.instrument.label}: IB gave no exchange to route the closing order to")
     return qualified
