@@ -158,6 +158,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Two queues, each with its own workers: broker work (runs, sweep work) must never wait
+# behind a slow notification channel (apprise waits up to 10 s per try).
+BROKER_QUEUE = "broker"
+NOTIFY_QUEUE = "notify"
+CELERY_TASK_ROUTES = {
+    "brokers.*": {"queue": BROKER_QUEUE},
+    "killswitch.notifications.*": {"queue": NOTIFY_QUEUE},
+}
+# A task nobody routed goes where a worker always listens.
+CELERY_TASK_DEFAULT_QUEUE = BROKER_QUEUE
 
 CHANNEL_LAYERS = {
     "default": {
