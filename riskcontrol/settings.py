@@ -172,7 +172,12 @@ CELERY_TASK_DEFAULT_QUEUE = BROKER_QUEUE
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [with_redis_db(REDIS_URL, 2)]},
+        # channels_redis waits for messages with a 5 s blocking read (BZPOPMIN); redis-py 8's
+        # default 5 s socket_timeout would cut that read off on a healthy, idle server and drop
+        # every Risk page's WebSocket every few seconds. The read timeout stays well above the
+        # blocking read (a dead server is still noticed); connecting keeps a short one.
+        "CONFIG": {"hosts": [{"address": with_redis_db(REDIS_URL, 2), "socket_timeout": 30,
+                              "socket_connect_timeout": 5, "socket_keepalive": True}]},
     }
 }
 
