@@ -12,8 +12,10 @@ class BrokersConfig(AppConfig):
         """Validate the brokers: section at start-up (a bad file names key, value,
         expected), connect the kill switch's hooks to the broker runs, and plug the
         brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
-        the Risk page's broker runs panel, the drill's broker steps, the sweep process,
-        and what the Telegram bot shows (runs, what a kill would close, what is open).
+        the Risk page's broker runs panel and the live pushes of the runs' progress, the
+        drill's broker steps, the sweep process, what the Telegram bot shows (runs, what a
+        kill would close, what is open), the known accounts and held symbols, and the
+        demo book's reset.
         The dependency runs one way: brokers imports killswitch, never the reverse."""
         from django.conf import settings
         from django.db.models.signals import post_migrate
@@ -42,6 +44,13 @@ class BrokersConfig(AppConfig):
 
         open_items.register("broker", broker_open_items.orders_and_positions)
         open_items.register("runs", broker_open_items.runs)
+        from killswitch.services import known_scopes
+
+        from . import known
+
+        # The accounts an activation may name and the symbols the Kill dialog suggests.
+        known_scopes.register(known_scopes.KnownScopes(accounts=known.configured_accounts,
+                                                       symbols_held=known.symbols_held))
         processes.register(processes.Process(
             "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
                               "INFO", "--concurrency", "2", "-n", "broker@%h"),

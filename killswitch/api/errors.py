@@ -9,7 +9,6 @@ here, and 401/403 answers count as failed attempts of the client address (limits
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,13 +26,9 @@ from killswitch.runtime.addresses import client_address
 
 from .limits import RateLimited, record_failure
 from .serializers import CooldownErrorSerializer, ErrorSerializer
+from .shapes import zulu  # noqa: F401 - where the views take it from
 
 logger = logging.getLogger("killswitch")
-
-
-def zulu(value: datetime | None) -> str | None:
-    """The seed's timestamp form: 2026-03-12T15:34:22Z (UTC)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 STATUS_BY_CODE = {

@@ -11,10 +11,11 @@ from rest_framework.response import Response
 
 from killswitch import domain as L
 from killswitch import selectors
-from killswitch.models import Action, Event, Source
+from killswitch.models import Action, Source
 
+from . import shapes
 from .base import CanViewKillSwitch, KillSwitchView
-from .errors import READ_ERRORS, zulu
+from .errors import READ_ERRORS
 from .serializers import (
     SCOPE_FORMS,
     HistoryPageSerializer,
@@ -67,17 +68,10 @@ class KillSwitchHistoryApi(KillSwitchView):
             actor=f.get("actor"), source=f.get("source"), since=f.get("since"), until=f.get("until"),
             before_seq=f.get("before"), limit=f["limit"],
         )
-        next_before = events[-1].seq if len(events) == f["limit"] and events[-1].seq > 1 else None
-        next_url = None
-        if next_before is not None:
+
+        def next_url(before: int) -> str:
             params = request.query_params.copy()
-            params["before"] = str(next_before)
-            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
-        return Response({"events": [_event_dict(e) for e in events], "next": next_url,
-                         "next_before": next_before})
+            params["before"] = str(before)
+            return request.build_absolute_uri(request.path) + "?" + params.urlencode()
 
-
-def _event_dict(event: Event) -> dict[str, Any]:
-    entry = selectors.event_as_dict(event)
-    entry["timestamp"] = zulu(event.created_at)
-    return entry
+        return Response(shapes.history_page(events, limit=f["limit"], next_url=next_url))

@@ -102,6 +102,14 @@ class ActivatedSerializer(serializers.Serializer):
     message = serializers.CharField()
     version = serializers.IntegerField(help_text="The state version of this scope's last change.")
     cooldown_until = serializers.CharField(allow_null=True, help_text="End of the scope's cooldown (UTC, Z).")
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="For people: e.g. the scope names an account no configured broker has, or a strategy "
+                  "no trading process reported (with the known ones and the closest match). The "
+                  "activation was applied all the same; empty when there is nothing to say.")
+    pending_audit = serializers.BooleanField(
+        required=False, help_text="Only when true (HTTP 202): applied in Redis while the database was "
+                                  "unavailable; the audit event is written when it is back.")
 
 
 class DeactivatedSerializer(serializers.Serializer):

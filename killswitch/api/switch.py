@@ -26,6 +26,7 @@ from killswitch.policy import get_policy, kill_switch_policy
 from killswitch.runtime.addresses import client_address
 from killswitch.services.authorization import permission_for_action
 
+from . import shapes
 from .base import CanViewKillSwitch, KillSwitchView
 from .errors import READ_ERRORS, WRITE_ERRORS, zulu
 from .serializers import (
@@ -126,23 +127,7 @@ class KillSwitchApi(KillSwitchView):
         responses={200: StatusSerializer, **READ_ERRORS},
     )
     def get(self, request) -> Response:
-        version, states = selectors.status()
-        policy = kill_switch_policy()
-        glob = states[0]
-        return Response({
-            "level": glob.level,
-            "active": glob.level != L.RUNNING,
-            "version": version,
-            "http_enabled": policy.http_enabled,
-            "cooldown_minutes": policy.cooldown_minutes,
-            "scopes": [{
-                "scope": s.scope, "kind": s.kind, "key": s.key, "level": s.level, "reason": s.reason,
-                "actor": s.actor, "source": s.source, "since": zulu(s.since),
-                "cooldown_until": zulu(s.cooldown_until) if s.cooldown_remaining_seconds > 0 else None,
-                "cooldown_remaining_seconds": int(s.cooldown_remaining_seconds + 0.999),
-                "version": s.version,
-            } for s in states],
-        })
+        return Response(shapes.status())
 
     @extend_schema(
         operation_id="kill_switch_change",
@@ -181,37 +166,13 @@ class KillSwitchApi(KillSwitchView):
                                        source=Source.API, client_address=address)
             # 202: applied in Redis (every process obeys), the audit event follows when the
             # database answers again.
-            return Response(self._activated(result), status=202 if result.pending_audit else 200)
+            return Response(shapes.activated(result), status=202 if result.pending_audit else 200)
         result = services.deactivate(scope=data["scope"], actor=request.user, source=Source.API,
                                      reason=data.get("reason", ""), client_address=address,
                                      request=data.get("request"))
-        still_open = selectors.open_in_scope(L.ScopeRef.parse(result.scope))
-        if isinstance(result, services.ResumeRequested):
-            # 202: a second risk officer must approve (kill_switch.resume_approvals: 2).
-            return Response({
-                "status": "resume_requested", "request": result.request_id, "expires_at": zulu(result.expires_at),
-                "requested_by": result.requested_by, "requested_at": zulu(result.requested_at),
-                "scope": result.scope, "level": result.level, "message": result.message, "seq": result.seq,
-                "open": still_open,
-            }, status=202)
-        return Response({
-            "status": "kill_switch_deactivated", "deactivated_at": zulu(result.at),
-            "level": result.level, "previous_level": result.previous_level, "scope": result.scope,
-            "changed": result.changed, "message": result.message, "version": result.version,
-            "open": still_open,
-        })
-
-    @staticmethod
-    def _activated(result: services.TransitionResult) -> dict[str, Any]:
-        body = {
-            "status": "kill_switch_activated", "reason": result.reason, "activated_at": zulu(result.at),
-            "level": result.level, "previous_level": result.previous_level, "scope": result.scope,
-            "changed": result.changed, "message": result.message, "version": result.version,
-            "cooldown_until": zulu(result.cooldown_until),
-        }
-        if result.pending_audit:
-            body["pending_audit"] = True
-        return body
+        # 202 for a resume request: a second risk officer must approve (resume_approvals: 2).
+        return Response(shapes.resumed(result),
+                        status=202 if isinstance(result, services.ResumeRequested) else 200)
 
 
 class ResumeRequestsApi(KillSwitchView):

@@ -68,6 +68,8 @@ def transition(result: TransitionResult | ResumeRequested) -> str:
     elif result.changed and result.level != L.RUNNING and result.cooldown_until:
         left = (result.cooldown_until - result.at).total_seconds()
         text += f" Cooldown until {when(result.cooldown_until)} ({duration(left)}): resuming is refused before then."
+    for warning in result.warnings:  # e.g. an account no configured broker has
+        text += f"\nWarning: {warning}"
     return text
 
 

@@ -1,7 +1,10 @@
+"""`manage.py killswitch activate`: stop trading on a scope (halt by default, global)."""
+
 from __future__ import annotations
 
+from ..api import shapes
 from ..services import KillSwitchError, activate
-from ._common import cli_actor, emit_json
+from ._common import cli_actor, emit_json, warn
 
 NAME = "activate"
 HELP = "Activate the kill switch (default level halt, global scope)."
@@ -15,7 +18,7 @@ def add_arguments(parser) -> None:
     # Not required by argparse: the service refuses a missing reason and audits the attempt.
     parser.add_argument("--reason", default="", help="why (required, kept in the audit trail)")
     parser.add_argument("--user", help="act as this Django user (checks its role)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true", help="print the API's answer (as POST /api/risk/kill-switch)")
 
 
 def run(options, out, err) -> int:
@@ -25,13 +28,13 @@ def run(options, out, err) -> int:
     except KillSwitchError as error:
         err.write(error.message + "\n")
         return 1
-    if result.pending_audit:
-        err.write("WARNING: the database is unavailable. " + result.message + "\n")
     if options.get("json"):
-        emit_json(out, {"status": "kill_switch_activated" if result.changed else "already_active",
-                        "audit": "pending" if result.pending_audit else "recorded",
-                        "scope": result.scope, "level": result.level, "version": result.version,
-                        "activated_at": result.at, "cooldown_until": result.cooldown_until})
-    elif not result.pending_audit:
-        out.write(result.message + "\n")
+        emit_json(out, shapes.activated(result))
+        return 0
+    out.write(result.message + "\n")
+    out.flush()  # the result first, then what to know about it (stderr is not buffered)
+    if result.pending_audit:
+        warn(err, ["the database is unavailable: applied in Redis (every trading process obeys); the audit "
+                   "event is written when the database is back"])
+    warn(err, result.warnings)
     return 0

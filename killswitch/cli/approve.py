@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..api import shapes
 from ..models import ResumeRequest
 from ..services import KillSwitchError, deactivate
-from ._common import cli_actor, emit_json, resumed_json
+from ._common import cli_actor, emit_json
 
 NAME = "approve"
 HELP = "Approve a resume request (kill_switch.resume_approvals: 2): resumes its scope."
@@ -27,7 +28,7 @@ def run(options, out, err) -> int:
         err.write(error.message + "\n")
         return 1
     if options.get("json"):
-        emit_json(out, resumed_json(result))
+        emit_json(out, shapes.resumed(result))
     else:
         out.write(result.message + "\n")
     return 0

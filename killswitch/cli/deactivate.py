@@ -1,7 +1,10 @@
+"""`manage.py killswitch deactivate`: resume trading on a scope after its cooldown."""
+
 from __future__ import annotations
 
+from ..api import shapes
 from ..services import KillSwitchError, deactivate
-from ._common import cli_actor, emit_json, resumed_json
+from ._common import cli_actor, emit_json
 
 NAME = "deactivate"
 HELP = "Resume trading on a scope once its cooldown has expired."
@@ -11,7 +14,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scope", default="global", help="global, account:ID, strategy:NAME or symbol:SYM")
     parser.add_argument("--reason", default="", help="why trading may resume (kept in the audit trail)")
     parser.add_argument("--user", help="act as this Django user (checks its role)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true", help="print the API's answer (as POST /api/risk/kill-switch)")
 
 
 def run(options, out, err) -> int:
@@ -22,7 +25,7 @@ def run(options, out, err) -> int:
         err.write(error.message + "\n")
         return 1
     if options.get("json"):
-        emit_json(out, resumed_json(result))
+        emit_json(out, shapes.resumed(result))
     else:
         out.write(result.message + "\n")
     return 0

@@ -18,7 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ from .errors import (
     KillSwitchError,
     PermissionRefused,
 )
+from .known_scopes import scope_warnings
 from .refusals import check_reason, check_source, parse_scope, refuse
 
 
@@ -65,6 +66,9 @@ class TransitionResult:
     # True when the database was down: the level is in Redis (every client obeys) and the
     # audit event will be written by the reconciler when the database is back.
     pending_audit: bool = False
+    # For people, beside the message: e.g. the scope names an account no configured broker
+    # has (services.known_scopes). The transition was applied all the same.
+    warnings: tuple[str, ...] = ()
 
 
 def _cooldown_refusal(row: Scope, ref: L.ScopeRef, now: datetime) -> CooldownActive:
@@ -157,6 +161,10 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
     `drill_cooldown_minutes` shortens this activation's cooldown for a kill-switch drill
     (`killswitch drill`); it may only shorten, never lengthen, and the event says so.
 
+    An account no configured broker has, or a strategy no process has reported, is
+    applied all the same and answered with `warnings` naming the known ones and the
+    closest match (services.known_scopes): a stop is never refused for its scope.
+
     Raises InvalidRequest (bad scope/level/reason), PermissionRefused, CooldownActive
     (when `level` is below the current level inside the cooldown), DatabaseUnavailable
     (neither the database nor Redis could take it). Each refusal is audited.
@@ -193,13 +201,15 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
         raise _refused(error, attempted="activate", scope=ref, actor=actor, source=source, reason=reason,
                        requested_level=requested, client_address=client_address) from None
     try:
-        return transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
-                          action=Action.ACTIVATE, client_address=client_address,
-                          cooldown_minutes=drill_cooldown_minutes)
+        result = transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
+                            action=Action.ACTIVATE, client_address=client_address,
+                            cooldown_minutes=drill_cooldown_minutes)
     except DatabaseError:
         # The actor's permission was confirmed above; trading must still stop.
         return escalate_without_database(ref=ref, level=level, reason=reason, actor=actor, source=source,
                                          client_address=client_address)
+    # Looked up once the stop is committed, so an unknown scope never delays it.
+    return replace(result, warnings=tuple(scope_warnings(ref)))
 
 
 def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reason: str = "",

@@ -48,6 +48,14 @@ async def test_a_linked_trader_halts_from_chat_and_the_audit_log_names_them(bot,
     assert reply["reply_to_message"]["text"].startswith("/halt")
 
 
+async def test_a_halt_on_an_unknown_account_is_applied_and_the_answer_warns(bot, api):
+    reply = await say(api, TRADER, "/halt account:DU123 typo")
+    assert await level_of("account:DU123") == "halt"
+    assert "account:DU123 is now halt (was running)." in reply["text"]
+    assert "\nWarning: account:DU123 is not an account of any configured broker" in reply["text"]
+    assert "closest match: account:DU111111" in reply["text"]
+
+
 async def test_pause_without_a_scope_pauses_everything_at_once(bot, api):
     reply = await say(api, RISK, "/pause VIX spike")
     [event] = await events(source="telegram")
