@@ -93,15 +93,21 @@ class ClientsApi(KillSwitchView):
     def get(self, request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        statuses = selectors.client_statuses(include_disconnected=filters.validated_data["all"])
-        clients = []
-        for status in statuses:
-            data = self.ClientSerializer(asdict(status)).data
-            data["acks"] = self.AckSerializer(status.acks, many=True).data
-            clients.append(data)
-        return Response({
-            "version": selectors.state_version(),
-            "ack_timeout_seconds": kill_switch_policy().ack_timeout_seconds,
-            "clients": clients,
-            "changes": self.ChangeSerializer(selectors.recent_propagation(), many=True).data,
-        })
+        return Response(clients_page(include_disconnected=filters.validated_data["all"]))
+
+
+def clients_page(*, include_disconnected: bool = False) -> dict[str, Any]:
+    """The answer of GET /api/risk/clients (also `manage.py killswitch clients --json`):
+    every trading process with its acknowledgements, and the recent changes' propagation.
+    Times are ISO 8601 UTC ending in Z."""
+    clients = []
+    for status in selectors.client_statuses(include_disconnected=include_disconnected):
+        data = ClientsApi.ClientSerializer(asdict(status)).data
+        data["acks"] = ClientsApi.AckSerializer(status.acks, many=True).data
+        clients.append(data)
+    return {
+        "version": selectors.state_version(),
+        "ack_timeout_seconds": kill_switch_policy().ack_timeout_seconds,
+        "clients": clients,
+        "changes": ClientsApi.ChangeSerializer(selectors.recent_propagation(), many=True).data,
+    }

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from ..policy import kill_switch_policy
 from ..services import open_requests
-from ._common import emit_json
+from ._common import emit_json, table, when
 
 NAME = "requests"
 HELP = "List resume requests waiting for a second risk officer (kill_switch.resume_approvals: 2)."
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true",
+                        help="print the API's answer (as GET /api/risk/resume-requests, without `open`)")
 
 
 def run(options, out, err) -> int:
@@ -24,9 +25,8 @@ def run(options, out, err) -> int:
                   + ("" if kill_switch_policy().resume_approvals == 2 else " (kill_switch.resume_approvals is 1)")
                   + ".\n")
         return 0
-    out.write(f"{'REQUEST':<8} {'SCOPE':<28} {'LEVEL':<6} {'ASKED BY':<20} {'ASKED AT (UTC)':<20} EXPIRES (UTC)\n")
-    for r in rows:
-        out.write(f"{r['request']:<8} {r['scope']:<28} {r['level']:<6} {r['requested_by']:<20} "
-                  f"{r['requested_at']:%Y-%m-%d %H:%M:%S}  {r['expires_at']:%Y-%m-%d %H:%M:%S}\n")
-    out.write("approve with: manage.py killswitch approve --request N --user <another risk officer>\n")
+    table(out, ["REQUEST", "SCOPE", "LEVEL", "ASKED BY", "ASKED AT (UTC)", "EXPIRES (UTC)"],
+          [(r["request"], r["scope"], r["level"], r["requested_by"], when(r["requested_at"]), when(r["expires_at"]))
+           for r in rows], right=["REQUEST"])
+    out.write("approve with: .venv/bin/python manage.py killswitch approve --request N --user <another risk officer>\n")
     return 0

@@ -8,7 +8,7 @@ import signal
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ._common import cli_actor, emit_json
+from ._common import cli_actor, emit_json, table, when
 
 NAME = "telegram"
 HELP = "The Telegram bot: run it; link, unlink and list the people who may use it."
@@ -67,11 +67,9 @@ def _list(rows, out, *, as_json: bool) -> None:
     if not data:
         out.write("No Telegram links. Add one: manage.py killswitch telegram link <username> <telegram_user_id>\n")
         return
-    out.write(f"{'USER':<20} {'ROLE':<13} {'TELEGRAM ID':<14} {'LINKED':<20} BY\n")
-    for d in data:
-        user = d["username"] + ("" if d["active"] else " (inactive)")
-        out.write(f"{user:<20} {d['role']:<13} {d['telegram_user_id']:<14} {d['linked_at']:%Y-%m-%d %H:%M:%S}  "
-                  f"{d['linked_by']}\n")
+    table(out, ["USER", "ROLE", "TELEGRAM ID", "LINKED (UTC)", "BY"],
+          [(d["username"] + ("" if d["active"] else " (inactive)"), d["role"], d["telegram_user_id"],
+            when(d["linked_at"]), d["linked_by"]) for d in data])
 
 
 def _run_bot(out, err) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..services.tokens import TokenError, issue_token, list_tokens, revoke_tokens
+from ._common import table, when
 
 NAME = "token"
 HELP = "Mint an API token for a user (printed once), list tokens, or revoke one."
@@ -17,10 +18,6 @@ def add_arguments(parser) -> None:
                        help="revoke the token with this prefix (as --list shows it) or this full key")
 
 
-def _fmt(ts) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
-
-
 def run(options, out, err) -> int:
     try:
         if options.get("revoke"):
@@ -30,11 +27,10 @@ def run(options, out, err) -> int:
             return 0
         if options.get("list"):
             tokens = list_tokens(username=options.get("username"))
-            out.write(f"{'PREFIX':<13} {'USER':<20} {'NAME':<24} {'CREATED':<21} {'LAST USED':<21} STATE\n")
-            for t in tokens:
-                state = f"revoked {_fmt(t.revoked_at)}" if t.revoked_at else "live"
-                out.write(f"{t.prefix:<13} {t.user.get_username():<20} {t.name:<24} "
-                          f"{_fmt(t.created_at):<21} {_fmt(t.last_used_at):<21} {state}\n")
+            table(out, ["PREFIX", "USER", "NAME", "CREATED (UTC)", "LAST USED (UTC)", "STATE"],
+                  [(t.prefix, t.user.get_username(), t.name, when(t.created_at), when(t.last_used_at),
+                    f"revoked {when(t.revoked_at)}" if t.revoked_at else "live") for t in tokens],
+                  empty="No tokens. Mint one: .venv/bin/python manage.py killswitch token <username>")
             return 0
         if not options.get("username"):
             err.write("Give a username to mint a token for, or --list, or --revoke PREFIX.\n")

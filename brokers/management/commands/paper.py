@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from brokers import demo, selectors
 from brokers.adapters import paper
 from brokers.selectors import plain as _n
+from killswitch.cli._common import table
 
 
 def _order_dict(o) -> dict:
@@ -34,6 +35,7 @@ def _order_dict(o) -> dict:
 
 class Command(BaseCommand):
     help = "Drive the paper broker: seed, account, price, place, fill, cancel, position, orders, positions."
+    requires_system_checks: list[str] = []  # as `killswitch`: output for people, no deployment warnings
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="sub", required=True, metavar="SUBCOMMAND")
@@ -117,10 +119,11 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
-        for r in rows:
-            self.stdout.write(f"{r['id']:>6} {r['account']:<10} {r['side']:<4} {r['quantity']:>8} {r['symbol']:<6} "
-                              f"{r['type']} {r['limit_price'] or '':>10} filled={r['filled']:<6} {r['status']:<16} "
-                              f"{r['strategy']} {r['reject_reason']}")
+        table(self.stdout, ["ID", "ACCOUNT", "SIDE", "QTY", "SYMBOL", "TYPE", "LIMIT", "FILLED", "STATUS",
+                            "STRATEGY", "REJECTED BECAUSE"],
+              [(r["id"], r["account"], r["side"], r["quantity"], r["symbol"], r["type"], r["limit_price"],
+                r["filled"], r["status"], r["strategy"], r["reject_reason"]) for r in rows],
+              empty="No orders.", right=["ID", "QTY", "LIMIT", "FILLED"])
 
     def do_positions(self, o) -> None:
         rows = [{"account": p.account.code, "symbol": p.symbol, "asset_class": p.asset_class,
@@ -129,6 +132,6 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
-        for r in rows:
-            self.stdout.write(f"{r['account']:<10} {r['symbol']:<6} {r['asset_class']:<7} {r['quantity']:>10} "
-                              f"@ {r['avg_cost']}")
+        table(self.stdout, ["ACCOUNT", "SYMBOL", "CLASS", "QTY", "AVG COST"],
+              [(r["account"], r["symbol"], r["asset_class"], r["quantity"], r["avg_cost"]) for r in rows],
+              empty="No open positions.", right=["QTY", "AVG COST"])

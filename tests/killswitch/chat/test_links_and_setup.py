@@ -44,7 +44,7 @@ def test_link_list_relink_and_unlink_from_the_cli(capsys, trader, risk_officer):
     run(capsys, "link", "rita_risk", "4343")
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["USER", "ROLE", "TELEGRAM", "ID", "LINKED", "BY"]
+    assert lines[0].split() == ["USER", "ROLE", "TELEGRAM", "ID", "LINKED", "(UTC)", "BY"]
     assert lines[1].split()[:3] == ["rita_risk", "risk_officer", "4343"]
     assert lines[2].split()[:3] == ["tom_trader", "trader", "4242"]
     code, out, _ = run(capsys, "link", "tom_trader", "4244")

@@ -31,7 +31,7 @@ def test_activate_status_history_deactivate(capsys):
     assert "account:DU123" in out and "kill" in out and "runaway" in out
 
     code, out, _ = run(capsys, "history", "--json")
-    assert json.loads(out)[0]["action"] == "activate"
+    assert json.loads(out)["events"][0]["action"] == "activate"
 
     clock.advance(minutes=61)
     code, out, _ = run(capsys, "deactivate", "--scope", "account:DU123", "--reason", "fixed")
