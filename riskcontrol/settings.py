@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "channels",
     "axes",
     "killswitch",
@@ -227,6 +228,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Kill switch API",
     "DESCRIPTION": "Stop automated trading at once, in tiers, with an audit trail.",
     "VERSION": "1.0.0",
+    # /api/docs/ loads Swagger UI from our own static files, never from a CDN: it works
+    # offline and behind a firewall, and no page of the service loads anything from another host.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "LevelEnum": "killswitch.domain.LEVELS",
         "ActiveLevelEnum": "killswitch.domain.ACTIVE_LEVELS",
