@@ -51,6 +51,9 @@ class BrokersConfig(AppConfig):
         # The accounts an activation may name and the symbols the Kill dialog suggests.
         known_scopes.register(known_scopes.KnownScopes(accounts=known.configured_accounts,
                                                        symbols_held=known.symbols_held))
+        from . import live
+
+        live.connect()  # the runs' progress on the open Risk pages
         processes.register(processes.Process(
             "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
                               "INFO", "--concurrency", "2", "-n", "broker@%h"),

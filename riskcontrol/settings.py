@@ -271,6 +271,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Admin pages (the audit log above all) show times to the second with the zone, e.g.
+# "2026-12-01 06:20:13 UTC", not "Dec. 1, 2026, 6:20 a.m.".
+FORMAT_MODULE_PATH = ["killswitch.web.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
+    # The dashboard is what a person opening the server's address is looking for.
+    path("", RedirectView.as_view(pattern_name="admin:killswitch_risk", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("killswitch.api.urls")),
     path("api/", include("brokers.urls")),

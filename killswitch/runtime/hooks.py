@@ -73,4 +73,10 @@ event_recorded = InTransactionHook()
 event_committed = Signal()
 # Sent by the reconciler after each heartbeat it writes (`version`): the open Risk pages'
 # liveness signal (killswitch.web.live), on which each page re-checks its person's roles.
+# Other apps may connect to it for work that follows the heartbeat (the brokers app pushes
+# the progress of its runs); receivers must be quick and never raise (send_robust).
 heartbeat_sent = Signal()
+# Sent after the acknowledgement ingestion committed a change to the trading processes:
+# `joined` and `left` (process names), `acks` (acknowledgements stored). The Risk page's
+# live push of the processes connects to it (killswitch.web.live).
+clients_changed = Signal()

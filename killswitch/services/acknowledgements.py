@@ -33,6 +33,7 @@ from killswitch.domain import KEY_ACKS, KEY_CLIENTS
 from killswitch.models import Acknowledgement, Event, Outcome, Propagation, TradingClient
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
+from killswitch.runtime.hooks import clients_changed
 
 logger = logging.getLogger("killswitch.acks")
 
@@ -96,11 +97,13 @@ def _client_fields(data: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def _upsert_clients(entries: dict[str, str], now: datetime) -> dict[str, TradingClient]:
-    """Create or update TradingClient rows from the newest registration of each process."""
+def _upsert_clients(entries: dict[str, str], now: datetime) -> tuple[dict[str, TradingClient], list[str], bool]:
+    """Create or update TradingClient rows from the newest registration of each process.
+    Returns the rows by client id, the names of the processes that joined (new rows or
+    a disconnected one back) and whether any row changed."""
     parsed = {cid: d for cid, raw in entries.items() if (d := _parse_registration(raw))}
     existing = {c.client_id: c for c in TradingClient.objects.filter(client_id__in=list(parsed))}
-    to_create, to_update = [], []
+    to_create, to_update, joined = [], [], []
     update_fields = ["name", "host", "pid", "account", "strategy", "registered_at", "last_seen_at",
                      "applied_version", "acked_at", "level_seen", "scope_seen", "cause",
                      "lib_version", "disconnected_at"]
@@ -109,8 +112,10 @@ def _upsert_clients(entries: dict[str, str], now: datetime) -> dict[str, Trading
         row = existing.get(cid)
         if row is None:
             to_create.append(TradingClient(client_id=cid, **fields))
+            joined.append(fields["name"])
             continue
-        changed = row.disconnected_at is not None
+        was_gone = row.disconnected_at is not None
+        changed = was_gone
         for name, value in fields.items():
             if name == "last_seen_at":
                 if value - row.last_seen_at >= LAST_SEEN_RESOLUTION:
@@ -126,13 +131,16 @@ def _upsert_clients(entries: dict[str, str], now: datetime) -> dict[str, Trading
                 changed = True
         if row.last_seen_at >= now - CONNECTED_WITHIN:
             row.disconnected_at = None  # a registration replayed from long ago revives nothing
+            if was_gone:
+                joined.append(row.name)
         if changed:
             to_update.append(row)
     if to_create:
         TradingClient.objects.bulk_create(to_create, ignore_conflicts=True)
     if to_update:
         TradingClient.objects.bulk_update(to_update, update_fields)
-    return {c.client_id: c for c in TradingClient.objects.filter(client_id__in=list(parsed))}
+    rows = {c.client_id: c for c in TradingClient.objects.filter(client_id__in=list(parsed))}
+    return rows, joined, bool(to_create or to_update)
 
 
 def _read_stream(client, key: str, cursor: str) -> tuple[list[tuple[str, dict[str, str]]], str]:
@@ -156,8 +164,10 @@ def ingest_acknowledgements() -> int:
     Both come from append-only streams that trading processes write (KEY_ACKS, and
     KEY_CLIENTS for registrations and clean exits). A process is disconnected when it
     said goodbye or its newest registration is older than CONNECTED_WITHIN. Returns the
-    number of acknowledgements read (duplicates of stored rows are ignored). Raises
-    redis or database errors to the caller (the reconciler logs them and carries on).
+    number of acknowledgements read (duplicates of stored rows are ignored). Once a
+    change to the processes has committed (one joined, left, acknowledged or changed what
+    it reports), `hooks.clients_changed` is sent. Raises redis or database errors to the
+    caller (the reconciler logs them and carries on).
     """
     client = get_redis()
     now = clock.now()
@@ -177,11 +187,12 @@ def ingest_acknowledgements() -> int:
             gone.discard(cid)
     ack_client_ids = {fields.get("client_id", "") for _, fields in acks} - {""}
     with transaction.atomic():
-        clients = _upsert_clients(newest, now)
-        if gone:
-            TradingClient.objects.filter(client_id__in=gone, disconnected_at__isnull=True).update(disconnected_at=now)
-        TradingClient.objects.filter(disconnected_at__isnull=True,
-                                     last_seen_at__lt=now - CONNECTED_WITHIN).update(disconnected_at=now)
+        clients, joined, updated = _upsert_clients(newest, now)
+        leaving = TradingClient.objects.filter(disconnected_at__isnull=True).filter(
+            Q(client_id__in=gone) | Q(last_seen_at__lt=now - CONNECTED_WITHIN))
+        left = list(leaving.values_list("name", flat=True))
+        if left:
+            leaving.update(disconnected_at=now)
         missing = ack_client_ids - set(clients)
         if missing:
             clients.update({c.client_id: c for c in TradingClient.objects.filter(client_id__in=missing)})
@@ -207,6 +218,9 @@ def ingest_acknowledgements() -> int:
             ).update(applied_version=version, acked_at=acked_at)
     _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
     _update_propagation(now)
+    if updated or left or rows:
+        # After commit: the open Risk pages redraw the processes (killswitch.web.live).
+        clients_changed.send_robust(sender=ingest_acknowledgements, joined=joined, left=left, acks=len(rows))
     return len(acks)
 
 

@@ -10,9 +10,16 @@ Guarantees:
   carries its `seq`, so a page can drop duplicates and notice a gap (it then
   reloads the state).
 
-Other parts call `push("run", {...})` (broker run progress) and `push("ack", {...})`
-(a trading process acknowledged a version); the page re-reads the runs and clients
-it shows when one arrives.
+What is pushed, by kind (each message `{"kind", "payload", "sent_at"}`):
+- `event`: every committed audit event (`event_committed`), with every scope's new
+  state when a level changed;
+- `ack`: the trading processes as the page shows them (`client_rows()`), whenever the
+  acknowledgement ingestion committed a change (`clients_changed`: a process joined,
+  left, acknowledged a version or changed what it reports), with who joined and left;
+- `run`: one broker run with each order's outcome, pushed by the app that owns the
+  runs (brokers/live.py) as the run progresses;
+- `ping`: the reconciler's heartbeat (`heartbeat_sent`), the page's proof that the
+  service is alive: no ping for a few seconds and the page says it may be stale.
 """
 
 from __future__ import annotations
@@ -137,6 +144,43 @@ def on_event_committed(sender: Any, event: Any, changed: bool = False, snapshot:
     push("event", payload)
 
 
+def client_rows() -> list[dict[str, Any]] | None:
+    """Connected trading processes as the Risk page shows them, with the version each
+    acknowledged (None when they cannot be read). Staleness is judged now, against
+    kill_switch.client_stale_after_seconds."""
+    from killswitch.models import TradingClient
+    from killswitch.policy import kill_switch_policy
+    from killswitch.runtime import clock
+
+    try:
+        rows = list(TradingClient.objects.filter(disconnected_at__isnull=True).order_by("name", "client_id")[:200])
+    except Exception:  # table not migrated yet
+        logger.warning("trading clients could not be read", exc_info=True)
+        return None
+    stale_after = kill_switch_policy().client_stale_after_seconds
+    now = clock.now()
+    return [{
+        "client_id": c.client_id, "name": c.name, "host": c.host, "pid": c.pid, "account": c.account,
+        "strategy": c.strategy, "applied_version": c.applied_version,
+        "acked_at": c.acked_at.isoformat() if c.acked_at else None,
+        "level_seen": c.level_seen, "scope_seen": c.scope_seen, "cause": c.cause,
+        "last_seen_at": c.last_seen_at.isoformat() if c.last_seen_at else None,
+        "stale": bool(c.last_seen_at and (now - c.last_seen_at).total_seconds() > stale_after),
+    } for c in rows]
+
+
+def on_clients_changed(sender: Any, joined: list[str] | None = None, left: list[str] | None = None,
+                       acks: int = 0, **kwargs: Any) -> None:
+    """Receiver for killswitch.runtime.hooks.clients_changed: the processes, as the page
+    shows them, to every open page."""
+    from killswitch.selectors import state_version
+
+    rows = client_rows()
+    if rows is None:
+        return
+    push("ack", {"clients": rows, "version": state_version(), "joined": list(joined or []),
+                 "left": list(left or []), "acks": acks})
+
 
 def on_heartbeat_sent(sender: Any, version: int = 0, **kwargs: Any) -> None:
     """Receiver for killswitch.runtime.hooks.heartbeat_sent: a liveness ping to every page."""
@@ -145,7 +189,8 @@ def on_heartbeat_sent(sender: Any, version: int = 0, **kwargs: Any) -> None:
 
 def connect() -> None:
     """Connect the receivers once (idempotent; dispatch_uid guards double imports)."""
-    from killswitch.runtime.hooks import event_committed, heartbeat_sent
+    from killswitch.runtime.hooks import clients_changed, event_committed, heartbeat_sent
 
     event_committed.connect(on_event_committed, dispatch_uid="killswitch.live.push_event")
     heartbeat_sent.connect(on_heartbeat_sent, dispatch_uid="killswitch.live.push_ping")
+    clients_changed.connect(on_clients_changed, dispatch_uid="killswitch.live.push_clients")

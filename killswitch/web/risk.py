@@ -21,14 +21,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from killswitch import domain as L
 from killswitch import services
-from killswitch.models import Source, TradingClient
+from killswitch.models import Source
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
 from killswitch.runtime.addresses import client_address
 from killswitch.selectors import history, state_version
+from killswitch.services import known_scopes
 from killswitch.services.authorization import ACTIVATE, DEACTIVATE, VIEW, user_may
 
-from .live import GROUP, event_row, scope_rows
+from .live import GROUP, client_rows, event_row, scope_rows
 from .panels import panel_data
 
 logger = logging.getLogger("killswitch")
@@ -55,29 +56,6 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def trading_clients() -> list[dict[str, Any]] | None:
-    """Connected trading processes and the version each acknowledged (None when they
-    cannot be read)."""
-    try:
-        rows = list(TradingClient.objects.filter(disconnected_at__isnull=True).order_by("name", "client_id")[:200])
-    except Exception:  # table not migrated yet
-        logger.warning("trading clients could not be read", exc_info=True)
-        return None
-    policy = kill_switch_policy()
-    now = clock.now()
-    out = []
-    for c in rows:
-        last_seen = getattr(c, "last_seen_at", None)
-        out.append({
-            "name": c.name, "host": c.host, "pid": c.pid, "account": c.account, "strategy": c.strategy,
-            "applied_version": c.applied_version, "acked_at": _iso(c.acked_at),
-            "level_seen": c.level_seen, "scope_seen": c.scope_seen, "cause": c.cause,
-            "last_seen_at": _iso(last_seen),
-            "stale": bool(last_seen and (now - last_seen).total_seconds() > policy.client_stale_after_seconds),
-        })
-    return out
-
-
 def page_state(request: HttpRequest) -> dict[str, Any]:
     """Everything the Risk page draws, JSON-ready. The page re-reads it on (re)connect."""
     user = request.user
@@ -86,10 +64,23 @@ def page_state(request: HttpRequest) -> dict[str, Any]:
         "version": state_version(),
         "scopes": scope_rows(),
         "history": [event_row(e) for e in history(limit=RECENT_EVENTS)],
-        "clients": trading_clients(),
+        "clients": client_rows(),
+        "suggestions": known_scopes.suggestions(),
         **panel_data(),
         "permissions": {"activate": user_may(user, ACTIVATE), "deactivate": user_may(user, DEACTIVATE)},
     }
+
+
+def landing_summary() -> dict[str, Any]:
+    """What the admin's landing page shows of the switch: the global level, who set it,
+    since when, why, and how many other scopes are stopped."""
+    from killswitch.selectors import scope_states
+
+    states = scope_states()
+    glob = next(s for s in states if s.scope == L.GLOBAL)
+    return {"level": glob.level, "since": glob.since, "actor": glob.actor, "reason": glob.reason,
+            "others_stopped": [s.scope for s in states if s.scope != L.GLOBAL and s.level != L.RUNNING],
+            "risk_url": reverse("admin:killswitch_risk")}
 
 
 # --- Views --------------------------------------------------------------------------------
@@ -114,6 +105,11 @@ def risk_page(request: HttpRequest, site: Any) -> TemplateResponse:
             "default_level": policy.default_level,
             "kill_word": KILL_WORD,
             "resume_word": RESUME_WORD,
+            "login_url": reverse("admin:login") + "?next=" + reverse("admin:killswitch_risk"),
+            # The reconciler pings every heartbeat: missing several means the page may be stale.
+            "heartbeat_interval_seconds": policy.heartbeat_interval_seconds,
+            "stale_after_seconds": max(3.0, 6 * policy.heartbeat_interval_seconds),
+            "client_stale_after_seconds": policy.client_stale_after_seconds,
         },
         "levels": L.ACTIVE_LEVELS,
         "default_level": policy.default_level,
@@ -131,14 +127,22 @@ def risk_state(request: HttpRequest, site: Any) -> JsonResponse:
     return JsonResponse(page_state(request))
 
 
-def _answer(request: HttpRequest, *, ok: bool, message: str, status: int = 200,
-            **extra: Any) -> HttpResponse:
+def _answer(request: HttpRequest, *, ok: bool, message: str, status: int = 200, changed: bool = True,
+            warnings: tuple[str, ...] | list[str] = (), **extra: Any) -> HttpResponse:
+    """The page's answer: JSON for the page's script, else a message and a redirect. A
+    change is a success, a request that changed nothing (already at that level)
+    information, a refusal an error; warnings go with either."""
     if _wants_json(request):
-        body = {"ok": ok, "message": message, **extra}
+        body = {"ok": ok, "message": message, "changed": changed, "warnings": list(warnings), **extra}
         if not ok:
             body["error"] = message
         return JsonResponse(body, status=status)
-    (messages.success if ok else messages.error)(request, message)
+    if not ok:
+        messages.error(request, message)
+    else:
+        (messages.success if changed else messages.info)(request, message)
+    for text in warnings:
+        messages.warning(request, text)
     return HttpResponseRedirect(reverse("admin:killswitch_risk"))
 
 
@@ -178,7 +182,7 @@ def risk_activate(request: HttpRequest, site: Any) -> HttpResponse:
     return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
                    changed=result.changed, version=result.version, seq=result.seq,
                    cooldown_until=_iso(result.cooldown_until), pending_audit=result.pending_audit,
-                   status=202 if result.pending_audit else 200)
+                   warnings=result.warnings, status=202 if result.pending_audit else 200)
 
 
 @require_POST
@@ -193,5 +197,8 @@ def risk_resume(request: HttpRequest, site: Any) -> HttpResponse:
                                      client_address=client_address(request))
     except services.KillSwitchError as error:
         return _refused(request, error)
+    if isinstance(result, services.ResumeRequested):  # a second risk officer must approve
+        return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
+                       changed=False, request=result.request_id, seq=result.seq, status=202)
     return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
                    changed=result.changed, version=result.version, seq=result.seq)

@@ -170,3 +170,69 @@ def test_viewer_is_not_offered_the_activate_action_and_cannot_edit_scopes(client
                       "level": "halt", "reason": "x"})
     assert Scope.objects.get(kind="global").level == "running"
     assert client.post(reverse("admin:killswitch_scope_change", args=[scope.pk]), {"level": "halt"}).status_code == 403
+
+
+# --- Issue 14: the page says what happened, the admin shows the state, times to the second ---
+
+
+def test_the_risk_page_answers_with_the_warning_and_suggests_only_known_scopes(client, risk_officer, trader):
+    from brokers.demo import seed_demo_data
+
+    seed_demo_data()
+    services.activate(scope="account:DU123", level="halt", reason="typo", actor=trader, source="api")
+    client.force_login(risk_officer)
+    answer = client.post(reverse("admin:killswitch_risk_activate"),
+                         {"scope": "account:X", "level": "halt", "reason": "typo", "confirm": "KILL"},
+                         HTTP_ACCEPT="application/json").json()
+    assert answer["ok"] and answer["changed"] and len(answer["warnings"]) == 1
+    state = client.get(reverse("admin:killswitch_risk_state")).json()
+    assert state["suggestions"][:4] == ["global", "account:DRILL01", "account:DU111111", "account:DU222222"]
+    assert {"symbol:AAPL", "symbol:TSLA", "symbol:MSFT", "symbol:SPY"} <= set(state["suggestions"])
+    assert "account:DU123" not in state["suggestions"] and "account:X" not in state["suggestions"]
+    # Without JavaScript: the result, then the warning, as the admin's messages.
+    page = client.post(reverse("admin:killswitch_risk_activate"),
+                       {"scope": "account:Y", "level": "halt", "reason": "typo", "confirm": "KILL"}, follow=True)
+    text = page.content.decode()
+    assert "account:Y is now halt (was running)" in text and "is not an account of any configured broker" in text
+
+
+def test_a_no_op_is_information_not_success(client, risk_officer):
+    client.force_login(risk_officer)
+    url = reverse("admin:killswitch_risk_activate")
+    form = {"scope": "global", "level": "halt", "reason": "crash", "confirm": "KILL"}
+    first = client.post(url, form, **JSON).json()
+    again = client.post(url, form, **JSON).json()
+    assert (first["changed"], again["changed"]) == (True, False)
+    assert again["message"] == "global is already at halt"
+    page = client.post(url, form, follow=True)
+    [message] = list(page.context["messages"])
+    assert (message.level_tag, str(message)) == ("info", "global is already at halt")
+
+
+def test_the_admin_landing_page_shows_the_global_state_and_leads_to_the_risk_page(client, viewer, trader, nobody):
+    services.activate(scope="global", level="halt", reason="Flash crash", actor=trader, source="api")
+    services.activate(scope="account:DU111111", level="pause", reason="x", actor=trader, source="api")
+    client.force_login(viewer)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert 'id="killswitch-state" class="ks-state-box module" data-level="halt"' in page
+    assert "HALT" in page and "Flash crash" in page and "tom_trader" in page and "account:DU111111" in page
+    assert f'href="{RISK}"' in page
+    client.force_login(nobody)  # staff without a role: no state shown
+    assert "killswitch-state" not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_the_root_url_goes_to_the_risk_page(client, viewer):
+    assert client.get("/").url == RISK
+    client.force_login(viewer)
+    assert client.get("/", follow=True).redirect_chain[-1][0] == RISK
+
+
+def test_audit_pages_show_times_to_the_second_with_utc(client, viewer, trader):
+    services.activate(scope="global", level="halt", reason="crash", actor=trader, source="api")
+    event = Event.objects.get()
+    stamp = event.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    client.force_login(viewer)
+    listing = client.get(reverse("admin:killswitch_event_changelist")).content.decode()
+    assert stamp in listing and "a.m." not in listing and "p.m." not in listing
+    detail = client.get(reverse("admin:killswitch_event_change", args=[event.pk])).content.decode()
+    assert stamp in detail
