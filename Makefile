@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fault lint bench migrate clean
+.PHONY: run demo test test-fault lint bench migrate clean
 
 # The trading-process client is its own distribution (clients/python, needs only redis);
 # the service imports its Redis contract from it, so it is installed first, editable.
@@ -22,9 +22,14 @@ migrate: $(STAMP)
 	$(PY) scripts/with_redis.py $(PY) manage.py migrate --noinput
 
 # Brings up Redis (embedded when none answers), migrations, demo users and data,
-# daphne (HTTP + WebSocket), the Celery worker and the reconciler. Ctrl-C stops all.
+# daphne (HTTP + WebSocket), the Celery workers, the reconciler and the sweep. Ctrl-C
+# stops all. `make run DEMO=1` (or `make demo`): the demo stack, a short cooldown
+# (kill_switch.demo_cooldown_minutes) and `manage.py killswitch demo-reset`.
 run: $(STAMP)
-	$(PY) scripts/run.py
+	$(PY) scripts/run.py $(if $(filter 1 true yes,$(DEMO)),--demo)
+
+demo: $(STAMP)
+	$(PY) scripts/run.py --demo
 
 # The fast suite; the fault drills (-m fault) run separately (make test-fault).
 test: $(STAMP)

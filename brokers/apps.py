@@ -54,6 +54,11 @@ class BrokersConfig(AppConfig):
         from . import live
 
         live.connect()  # the runs' progress on the open Risk pages
+        from killswitch.services import demo_reset
+
+        from .demo_book import reset_demo_book
+
+        demo_reset.register_book_reset(reset_demo_book)  # `killswitch demo-reset` restores the demo book
         processes.register(processes.Process(
             "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
                               "INFO", "--concurrency", "2", "-n", "broker@%h"),

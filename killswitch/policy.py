@@ -7,9 +7,10 @@ and what is expected, so the service refuses to start rather than run on a guess
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class KillSwitchPolicy:
     resume_request_minutes: float = 15
     # Refuse a resume while a broker run in the scope is unfinished or failed.
     resume_requires_clean_runs: bool = False
+    # The cooldown of a demo stack (`make demo`, paper broker only), in place of
+    # cooldown_minutes, so that a demo can be resumed and run again within minutes.
+    demo_cooldown_minutes: float = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Policy:
     # Sections owned by other parts (brokers, ...) are kept raw and validated there.
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    # A demo stack (`make demo`): kill_switch.cooldown_minutes is demo_cooldown_minutes and
+    # `manage.py killswitch demo-reset` may resume everything (paper broker only).
+    demo: bool = False
 
 
 # key -> (check, description of what is expected)
@@ -69,6 +76,7 @@ _NUMBER_RULES: dict[str, tuple[float, float]] = {
     "ack_timeout_seconds": (0.1, 3600),
     "resume_approvals": (1, 2),
     "resume_request_minutes": (1, 24 * 60),
+    "demo_cooldown_minutes": (0.1, 60),
 }
 _INT_KEYS = {"log_max_entries", "max_reason_length", "resume_approvals"}
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -175,12 +183,57 @@ def load_policy(path: Path | str) -> Policy:
     return parse_policy(text, str(path))
 
 
-@lru_cache(maxsize=1)
-def get_policy() -> Policy:
-    """The policy in force for this process (read once; restart after a change, as the seed says)."""
+DEMO_ENV = "KILLSWITCH_DEMO"
+
+
+def demo_requested() -> bool:
+    """Whether this process belongs to a demo stack: KILLSWITCH_DEMO (set by `make demo`
+    for the processes it starts), or else, outside the test suite, the running stack's
+    record (var/stack.json, `"demo": true`), so that every command from any terminal
+    applies the same cooldown as the stack. Raises ImproperlyConfigured for a value
+    that is not a boolean."""
     from django.conf import settings
 
-    return load_policy(settings.RISK_LIMITS_PATH)
+    from riskcontrol.env import STACK_FILE, envbool
+
+    if os.environ.get(DEMO_ENV, "") != "":
+        return envbool(DEMO_ENV, False)
+    if getattr(settings, "TESTING", False):
+        return False
+    path = Path(os.environ.get("KILLSWITCH_STACK_FILE") or STACK_FILE)
+    try:
+        data = json.loads(path.read_text())
+        pid = int(data["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no stack, or riskcontrol.env already said why its record is ignored
+    from killswitch_client.config import pid_alive
+
+    return data.get("demo") is True and pid_alive(pid)
+
+
+def with_demo(policy: Policy, *, paper_only: bool) -> Policy:
+    """`policy` as a demo stack runs it: the demo cooldown in place of cooldown_minutes.
+    Raises ImproperlyConfigured unless the installation is paper only: a short cooldown
+    and a reset that resumes everything are for a demo's paper book, never real money."""
+    if not paper_only:
+        raise ImproperlyConfigured(
+            f"{DEMO_ENV}=1 (make demo) needs PAPER_ONLY=true: a demo's "
+            f"{policy.kill_switch.demo_cooldown_minutes:g}-minute cooldown and demo-reset are for the paper "
+            "broker only; unset KILLSWITCH_DEMO (or stop `make demo`) to run with real brokers")
+    ks = replace(policy.kill_switch, cooldown_minutes=policy.kill_switch.demo_cooldown_minutes)
+    return replace(policy, kill_switch=ks, demo=True)
+
+
+@lru_cache(maxsize=1)
+def get_policy() -> Policy:
+    """The policy in force for this process (read once; restart after a change, as the seed
+    says), with the demo cooldown on a demo stack (demo_requested())."""
+    from django.conf import settings
+
+    policy = load_policy(settings.RISK_LIMITS_PATH)
+    if demo_requested():
+        policy = with_demo(policy, paper_only=getattr(settings, "PAPER_ONLY", True))
+    return policy
 
 
 def kill_switch_policy() -> KillSwitchPolicy:

@@ -11,6 +11,7 @@ var/stack.json, so every command of the project finds its Redis from any termina
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -69,10 +70,58 @@ def check_configuration() -> str | None:
     return None
 
 
+def mark_demo(path: Path) -> None:
+    """Add `"demo": true` to the stack record, so that every command of the project, from
+    any terminal, applies the demo's cooldown (killswitch.policy.demo_requested)."""
+    data = json.loads(path.read_text())
+    data["demo"] = True
+    tmp = path.with_name(".stack-demo.json")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def wait_until_up(port: str, children: list[subprocess.Popen], timeout: float = 60) -> str | None:
+    """Wait (bounded) until the dashboard answers and the reconciler's first heartbeat is
+    in Redis, so the banner is the truth when it is printed. Returns what is not up."""
+    import urllib.error
+    import urllib.request
+
+    import redis
+
+    from killswitch.domain import KEY_HEARTBEAT
+
+    deadline = time.monotonic() + timeout
+    waiting = {"the dashboard", "the reconciler's heartbeat"}
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=2)
+    try:
+        while waiting and time.monotonic() < deadline:
+            if any(child.poll() is not None for child in children):
+                return None  # the main loop reports which one exited
+            if "the dashboard" in waiting:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=2).close()
+                    waiting.discard("the dashboard")
+                except (urllib.error.URLError, OSError):
+                    pass
+            try:
+                if client.exists(KEY_HEARTBEAT):
+                    waiting.discard("the reconciler's heartbeat")
+            except redis.RedisError:
+                pass
+            time.sleep(0.25)
+    finally:
+        client.close()
+    return ", ".join(sorted(waiting)) or None
+
+
 def main() -> int:
     VAR.mkdir(exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     port = os.environ.get("PORT", "8000")
+    if "--demo" in sys.argv[1:]:
+        os.environ["KILLSWITCH_DEMO"] = "1"  # the processes started here; others read the record
+    demo = os.environ.get("KILLSWITCH_DEMO", "").strip().lower() in ("1", "true", "yes", "on")
     busy = already_running(port)
     if busy:
         print(f"make run: {busy}", file=sys.stderr)
@@ -114,6 +163,8 @@ def main() -> int:
         write_stack_record(STACK_FILE, pid=os.getpid(), redis_url=os.environ["REDIS_URL"], port=int(port),
                            database=str(settings.DATABASES["default"]["NAME"]),
                            client_redis_url=users.get("trader"))
+        if demo:
+            mark_demo(STACK_FILE)
         manage("migrate", "--noinput", "-v", "0")
         manage("collectstatic", "--noinput", "-v", "0")
         credentials = manage("killswitch", "demo-users", capture=True).stdout
@@ -127,6 +178,9 @@ def main() -> int:
         for process in processes():  # each app registers its own (AppConfig.ready)
             cmd = [part.replace("{port}", port) for part in process.command(python=PY)]
             children.append(subprocess.Popen(cmd))
+        missing = wait_until_up(port, children)
+        if missing:
+            print(f"make run: still waiting for {missing} after 60 s; see the lines above", file=sys.stderr)
         print(banner(port, redis_server, users, credentials), flush=True)
         while True:
             for child in children:
@@ -155,8 +209,18 @@ def banner(port: str, redis_server, users: dict[str, str], credentials: str) -> 
         ]
     else:
         redis_lines.append(f"   redis-cli:             {cli_binary()} -u {redis_url} GET trading_switch")
+    from killswitch.policy import get_policy
+
+    policy = get_policy()
+    minutes = f"{policy.kill_switch.cooldown_minutes:g} minute{'' if policy.kill_switch.cooldown_minutes == 1 else 's'}"
+    if policy.demo:
+        mode = [f" DEMO: cooldown {minutes} (kill_switch.demo_cooldown_minutes), paper broker only.",
+                " Undo a demo at any time: .venv/bin/python manage.py killswitch demo-reset"]
+    else:
+        mode = [f" Cooldown after an activation: {minutes} (kill_switch.cooldown_minutes).",
+                f" A demo with a {policy.kill_switch.demo_cooldown_minutes:g}-minute cooldown that can be undone: make demo"]
     return "\n".join([
-        "", "=" * 80, " Kill switch is up.",
+        "", "=" * 80, " Kill switch is up.", *mode,
         f"   Dashboard (Risk page): http://127.0.0.1:{port}/admin/risk/",
         f"   API:                   http://127.0.0.1:{port}/api/risk/kill-switch   (docs: /api/docs/)",
         *redis_lines,

@@ -79,5 +79,35 @@ def check_scopes(accounts: list[str], dedicated: bool, actor: Any, say: Callable
             say(f"reset {ref} from {row.level} (left by an earlier drill)")
         level, scope = effective_level(account=account)
         if level != L.RUNNING:
-            raise DrillRefused(f"Trading processes of account {account} read {level} (scope {scope}); the drill "
-                               "needs them at running and does not touch other scopes.")
+            raise DrillRefused(f"Trading processes of account {account} read {level}, set on {scope}"
+                               f"{_set_by(scope)}. The drill starts only from running and never lifts a level "
+                               f"somebody else set. {_how_to_lift(scope)}")
+
+
+def _set_by(scope: str) -> str:
+    ref = L.ScopeRef.parse(scope)
+    row = Scope.objects.filter(kind=ref.kind, key=ref.key).first()
+    if row is None:
+        return ""
+    return f" by {row.actor} at {row.since:%H:%M:%S} UTC" + (f" ({row.reason})" if row.reason else "")
+
+
+def _how_to_lift(scope: str) -> str:
+    """What a person does to let the drill run: resume that scope once its cooldown is
+    over (or, on a demo stack, reset the demo)."""
+    from killswitch.policy import get_policy
+
+    ref = L.ScopeRef.parse(scope)
+    row = Scope.objects.filter(kind=ref.kind, key=ref.key).first()
+    flag = "" if ref.kind == L.GLOBAL else f" --scope {ref}"
+    how = f'.venv/bin/python manage.py killswitch deactivate{flag} --reason "..."'
+    remaining = row.cooldown_remaining_seconds(clock.now()) if row is not None else 0
+    if remaining > 0:
+        text = (f"Lift it when its cooldown ends ({row.cooldown_until:%H:%M:%S} UTC, in "
+                f"{math.ceil(remaining / 60) if remaining >= 60 else math.ceil(remaining)}"
+                f"{' min' if remaining >= 60 else ' s'}): {how}")
+    else:
+        text = f"Lift it first (its cooldown is over): {how}"
+    if get_policy().demo:
+        text += "; or, on this demo stack, .venv/bin/python manage.py killswitch demo-reset"
+    return text + ". Then run the drill again."

@@ -89,8 +89,12 @@ RESUME_LOCK_TIMEOUT_MS = 30_000
 def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reason: str, action: str,
                client_address: str | None, revert_on_cooldown: bool = False,
                cooldown_minutes: float | None = None, lock_timeout_ms: int | None = None,
-               note: str = "") -> TransitionResult:
+               note: str = "", waive_cooldown: str = "") -> TransitionResult:
     """Move one scope to `target` under its row lock, applying the cooldown rule.
+
+    `waive_cooldown` (why) lowers the level inside the cooldown and ends the cooldown;
+    only the demo reset passes it (services.demo_reset: demo stacks on paper only), and
+    the event says so.
 
     Exactly one event is appended, in the same transaction: the change (applied), the
     no-op, or the refusal. Escalation: always allowed; restarts the scope's cooldown.
@@ -119,7 +123,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
         if needed == DEACTIVATE and not actor.may(DEACTIVATE):
             refusal = PermissionRefused(lowering_refused_message(actor, str(ref), current, target))
             common["action"] = Action.REFUSED
-        elif needed == DEACTIVATE and row.cooldown_remaining_seconds(now) > 0:
+        elif needed == DEACTIVATE and row.cooldown_remaining_seconds(now) > 0 and not waive_cooldown:
             refusal = _cooldown_refusal(row, ref, now)
             common["action"] = Action.COOLDOWN_VIOLATION
         if refusal is not None:
@@ -135,6 +139,10 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
                 # Restart the cooldown, but never end one that is running sooner (a drill's
                 # short cooldown, or a lowered policy, must not shorten a real one).
                 row.cooldown_until = max(row.cooldown_until or now, now + timedelta(minutes=minutes))
+            elif waive_cooldown:
+                if row.cooldown_remaining_seconds(now) > 0:
+                    note += f"; cooldown waived: {waive_cooldown}"
+                row.cooldown_until = now  # a later activation starts a cooldown of its own
             row.save()
             message = f"{ref} is now {target} (was {current})"
             if needed == ACTIVATE and cooldown_minutes is not None:
