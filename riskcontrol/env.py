@@ -86,14 +86,6 @@ def redis_url_from_env() -> str:
     return f"redis://{auth}{host}:{port}/0"
 
 
-def with_redis_db(url: str, db: int) -> str:
-    """The same server with another logical database (Celery keeps its queues apart)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return url
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-
-
 def current_database_url() -> str:
     """The database this process uses, as a DATABASE_URL for child processes (workers,
     reconcilers, drills and test stacks started from here share it)."""

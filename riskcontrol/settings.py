@@ -16,7 +16,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from .env import envbool, envint, envlist, envstr, redis_url_from_env, with_redis_db
+from . import redis_config
+from .env import envbool, envint, envlist, envstr, redis_url_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # The seed loads a .env file; the real environment still wins over it.
@@ -124,22 +125,42 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: the distribution layer -----------------------------------------------------
+# How every component connects (sentinels or a URL, which user, which database) is one
+# rule: riskcontrol/redis_config.py. These settings hold its inputs; the service's own
+# client (killswitch.distribution.connection) reads them, Celery, Channels and the cache
+# get their configuration from the same target below.
 REDIS_URL = redis_url_from_env()
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or with_redis_db(REDIS_URL, 1)
+REDIS_SENTINELS = redis_config.parse_sentinels(envstr("REDIS_SENTINELS"))
+REDIS_SENTINEL_MASTER = envstr("REDIS_SENTINEL_MASTER") or None
+REDIS_SERVICE_PASSWORD = envstr("REDIS_SERVICE_PASSWORD") or None
+REDIS_SENTINEL_PASSWORD = envstr("REDIS_SENTINEL_PASSWORD") or None
+_redis = redis_config.resolve(url=REDIS_URL, sentinels=REDIS_SENTINELS, master=REDIS_SENTINEL_MASTER,
+                              service_password=REDIS_SERVICE_PASSWORD,
+                              sentinel_password=REDIS_SENTINEL_PASSWORD)
+
+_broker_url, _broker_options = _redis.celery_broker()
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or _broker_url
+# No result backend: every task records its outcome on its own row (runs, deliveries).
+# Control replies (the workers' answers to a ping, /readyz) travel on the broker.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60),
+                                   **(_broker_options if not envstr("CELERY_BROKER_URL") else {})}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [with_redis_db(REDIS_URL, 2)]},
+        "CONFIG": {"hosts": [_redis.channel_layer_host()]},
     }
 }
+
+# The shared cache: failed-attempt counts (killswitch.api.limits), the login throttle and
+# anything else counted across server processes; in tests too (the embedded Redis).
+CACHES = {"default": _redis.cache()}
 
 # --- Policy ------------------------------------------------------------------------------
 RISK_LIMITS_PATH = Path(envstr("RISK_LIMITS_PATH") or BASE_DIR / "config" / "risk_limits.yaml")
@@ -173,7 +194,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 # Failed and unauthenticated attempts are counted per client address (killswitch.api.limits)
-# in the default cache: per process unless CACHES names a shared one. A permitted
+# in the default cache, shared by every server process (CACHES above). A permitted
 # activation is never counted nor throttled.
 KILLSWITCH_FAILED_ATTEMPTS_LIMIT = envint("KILLSWITCH_FAILED_ATTEMPTS_LIMIT", 20)
 KILLSWITCH_FAILED_ATTEMPTS_WINDOW = envint("KILLSWITCH_FAILED_ATTEMPTS_WINDOW", 60)
