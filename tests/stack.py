@@ -71,20 +71,36 @@ class Stack:
             self.wait_http()
         return self
 
-    def start_process(self, name: str) -> subprocess.Popen:
-        log = self.tmp / f"{name}.log"
-        self.logs[name] = log
+    def start_process(self, name: str, *, label: str | None = None) -> subprocess.Popen:
+        """Start the process `name` (a key of COMMANDS), known as `label` (default: the
+        name; a second reconciler is e.g. label="reconciler-b")."""
+        label = label or name
+        log = self.tmp / f"{label}.log"
+        self.logs[label] = log
         handle = open(log, "ab")
         proc = subprocess.Popen(self.COMMANDS[name](self.port), cwd=ROOT, env=self.env,
                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = proc
+        self.procs[label] = proc
         return proc
 
+    def label_of(self, pid: int) -> str | None:
+        """Which of the started processes has this pid."""
+        return next((label for label, proc in self.procs.items() if proc.pid == pid), None)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` and wait for the process to end (a stopped one is continued first,
+        or it would never act on the signal)."""
         proc = self.procs.get(name)
         if proc and proc.poll() is None:
             os.killpg(proc.pid, sig)
+            if sig != signal.SIGKILL:
+                os.killpg(proc.pid, signal.SIGCONT)
             proc.wait(timeout=20)
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send `sig` (SIGSTOP: the process hangs; SIGCONT: it goes on) without waiting."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, sig)
 
     def wait_http(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
