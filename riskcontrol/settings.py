@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from . import redis_config
-from .env import envbool, envint, envlist, envstr, redis_url_from_env
+from .env import envbool, envint, envlist, envstr, metrics_networks, redis_url_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # The seed loads a .env file; the real environment still wins over it.
@@ -214,6 +214,12 @@ KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
 KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
 NUM_PROXIES = envint("NUM_PROXIES", 0)
+
+# --- Operations: /healthz, /readyz, /metrics (killswitch.ops) ----------------------------
+# /metrics answers the addresses or networks in METRICS_ALLOWED_IPS (default loopback),
+# or any address presenting METRICS_TOKEN as a bearer token.
+METRICS_ALLOWED_NETWORKS = metrics_networks(envlist("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
+METRICS_TOKEN = envstr("METRICS_TOKEN") or None
 if TESTING:
     # Personas are created per test; the real hasher costs ~0.3 s each.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
