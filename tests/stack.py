@@ -32,6 +32,8 @@ class Stack:
         "worker": lambda port: [str(BIN / "celery"), "-A", "riskcontrol", "worker", "--pool=solo",
                                 "--loglevel", "WARNING", "-n", f"drill{port}@%h"],
         "sweep": lambda port: [PY, "manage.py", "killswitch", "sweep"],
+        # Two daphne processes sharing one listening socket (riskcontrol/serve.py).
+        "web-shared": lambda port: [PY, "-m", "riskcontrol.serve", "--processes", "2", "--port", str(port)],
     }
 
     def __init__(self, tmp_path: Path, *, policy: str | None = None, redis: EmbeddedRedis | None = None,
@@ -71,14 +73,15 @@ class Stack:
             self.wait_http()
         return self
 
-    def start_process(self, name: str, *, label: str | None = None) -> subprocess.Popen:
+    def start_process(self, name: str, *, label: str | None = None, port: int | None = None) -> subprocess.Popen:
         """Start the process `name` (a key of COMMANDS), known as `label` (default: the
-        name; a second reconciler is e.g. label="reconciler-b")."""
+        name; a second reconciler is e.g. label="reconciler-b"); a web process listens
+        on `port` (default: the stack's)."""
         label = label or name
         log = self.tmp / f"{label}.log"
         self.logs[label] = log
         handle = open(log, "ab")
-        proc = subprocess.Popen(self.COMMANDS[name](self.port), cwd=ROOT, env=self.env,
+        proc = subprocess.Popen(self.COMMANDS[name](port or self.port), cwd=ROOT, env=self.env,
                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[label] = proc
         return proc
@@ -102,17 +105,18 @@ class Stack:
         proc = self.procs[name]
         os.killpg(proc.pid, sig)
 
-    def wait_http(self, timeout: float = 30) -> None:
+    def wait_http(self, timeout: float = 30, *, label: str = "web", port: int | None = None) -> None:
+        base = f"http://127.0.0.1:{port or self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                requests.get(self.base_url + "/admin/login/", timeout=1)
+                requests.get(base + "/admin/login/", timeout=1)
                 return
             except requests.RequestException:
-                if self.procs["web"].poll() is not None:
+                if self.procs[label].poll() is not None:
                     break
                 time.sleep(0.1)
-        raise RuntimeError(f"daphne did not answer on {self.base_url}:\n{self.log('web')}")
+        raise RuntimeError(f"daphne did not answer on {base}:\n{self.log(label)}")
 
     def log(self, name: str) -> str:
         path = self.logs.get(name)

@@ -12,9 +12,9 @@ is an audit event appended under the audit chain's lock, so a flood of refusals
 would compete with activations for that lock. A throttled address leaves one
 audit event per window ("rate limited", with the address), not one per request.
 
-Counts live in the Django cache (`KILLSWITCH_THROTTLE_CACHE`, default "default").
-With one server process the local-memory cache is exact; with several, point the
-setting at a shared (Redis) cache. A cache failure never blocks a request.
+Counts live in the Django cache (`KILLSWITCH_THROTTLE_CACHE`, default "default"), which
+is the shared Redis cache (django-redis, riskcontrol/settings.py CACHES): every server
+process counts against the same limit. A cache failure never blocks a request.
 """
 
 from __future__ import annotations
