@@ -113,3 +113,28 @@ def test_ib_accounts_are_connected_while_the_gateway_answers_the_handshake(clien
     brokers = client.get("/readyz").json()["components"]["brokers"]
     assert brokers["state"] == "disconnected" and brokers["accounts"]["U1234567"] == "refused"
     assert brokers["accounts"]["DU111111"] == "connected"
+
+
+def test_two_workers_on_one_queue_both_answer_and_either_does_the_work(client, reconciler, start_worker, trader):
+    """Several Celery workers per queue need nothing more than starting them: both
+    answer /readyz, and when one dies the other alone does the next activation's runs."""
+    from brokers import demo as demo_data
+    from brokers.models import BrokerRun
+    from killswitch import services
+    from tests.brokers.conftest import wait_runs_finished
+
+    demo_data.seed_demo_data()
+    first, second = (start_worker(Path(settings.RISK_LIMITS_PATH)) for _ in range(2))
+    try:
+        wait_for(lambda: client.get("/readyz").json()["components"]["workers"]["answering"] == 2, timeout=20)
+        services.activate(scope="global", level="halt", reason="both", actor=trader, source="api")
+        runs = wait_runs_finished(timeout=60)
+        assert [r.state for r in runs] == ["completed"] * 3  # DU111111, DU222222, DRILL01
+        first.kill()
+        wait_for(lambda: client.get("/readyz").json()["components"]["workers"]["answering"] == 1, timeout=20)
+        services.activate(scope="account:DU111111", level="kill", reason="one left", actor=trader, source="api")
+        wait_for(lambda: BrokerRun.objects.count() == 4, timeout=10)
+        assert {r.state for r in wait_runs_finished(timeout=60)} == {"completed"}
+    finally:
+        first.stop()
+        second.stop()

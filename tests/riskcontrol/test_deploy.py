@@ -1,0 +1,97 @@
+"""deploy/: the Procfile starts every process the apps register, two of each run side by
+side under honcho (one reconciler and one sweep lead), and the systemd units verify."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+import requests
+from honcho.environ import parse_procfile
+
+from killswitch.runtime import processes
+from killswitch.runtime.leadership import KEY_PREFIX
+from riskcontrol.embedded_redis import EmbeddedRedis, free_port
+from riskcontrol.env import current_database_url
+from tests.conftest import wait_for
+from tests.stack import ROOT
+
+PROCFILE = ROOT / "deploy" / "Procfile"
+UNITS = ROOT / "deploy" / "systemd"
+
+
+def test_the_procfile_starts_exactly_the_registered_processes():
+    procfile = parse_procfile(PROCFILE.read_text()).processes
+    assert list(procfile) == [p.name for p in processes.processes()] == ["web", "worker", "reconciler", "sweep"]
+    for process in processes.processes():
+        if process.name != "web":  # web: riskcontrol.serve runs the registered daphne command N times
+            assert " ".join(process.argv[1:3]) in procfile[process.name]
+    for unit in ("killswitch-web@.service", "killswitch-worker@.service", "killswitch-reconciler.service",
+                 "killswitch-sweep.service"):
+        assert (UNITS / unit).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_of_everything_under_honcho(tmp_path):
+    server = EmbeddedRedis().start()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": current_database_url(), "REDIS_URL": server.url, "PORT": str(port),
+           "KILLSWITCH_TESTING": "1", "PYTHONUNBUFFERED": "1"}
+    for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    log = open(tmp_path / "honcho.log", "wb")
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "start",
+                               "-c", "worker=2,reconciler=2,sweep=2"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        def ready():
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            except requests.RequestException:
+                return None
+            body = response.json()
+            return body if response.status_code == 200 and body["components"]["workers"]["answering"] == 2 else None
+
+        body = wait_for(ready, timeout=90, interval=0.5)
+        assert body["components"]["reconciler"]["leader"]
+        leaders = {loop: client.get(KEY_PREFIX + loop) for loop in ("reconciler", "sweep")}
+        assert all(leaders.values())  # one of the two of each leads ...
+        out = (tmp_path / "honcho.log").read_text(errors="replace")
+        for name in ("web.1", "worker.1", "worker.2", "reconciler.1", "reconciler.2", "sweep.1", "sweep.2"):
+            assert f"{name} " in out  # ... and every process was started
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait()
+        log.close()
+    # A clean stop released both leases (followers elsewhere would take over at once).
+    assert client.get(KEY_PREFIX + "reconciler") is None and client.get(KEY_PREFIX + "sweep") is None
+    server.cleanup()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_systemd_units_verify(tmp_path):
+    for unit in UNITS.iterdir():
+        if unit.name.endswith(".example"):
+            continue
+        text = unit.read_text().replace("/opt/killswitch", str(ROOT))
+        name = unit.name.replace("@.", "@1.")
+        (tmp_path / name).write_text(text)
+        if "@" in unit.name:
+            (tmp_path / unit.name).write_text(text)
+    for unit in sorted(tmp_path.iterdir()):
+        if unit.name.endswith("@.service"):
+            continue
+        done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=60)
+        problems = [line for line in done.stderr.splitlines() if "EnvironmentFile" not in line]
+        assert done.returncode == 0 and problems == [], f"{unit.name}: {done.stderr}"
