@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fault lint bench migrate clean
 
-$(STAMP): pyproject.toml requirements.lock
+# The trading-process client is its own distribution (clients/python, needs only redis);
+# the service imports its Redis contract from it, so it is installed first, editable.
+$(STAMP): pyproject.toml requirements.lock clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e ./clients/python
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

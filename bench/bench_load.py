@@ -8,7 +8,7 @@ reconciler, a Celery worker -- as `make run` starts them.
 1. baseline: no trading clients, no run; one HTTP client (requests.Session, token
    auth) alternates GET /api/risk/kill-switch with POST activate (pause) / deactivate
    on `strategy:bench` for --baseline-seconds.
-2. loaded: K client processes (killswitch.client.KillSwitch on other accounts, so
+2. loaded: K client processes (killswitch_client.KillSwitch on other accounts, so
    they stay up and acknowledge every change) are connected; broker runs are kept in
    progress all along (kill on paper account LOAD01 holding --orders working orders
    and 3 positions, wait for the run to cancel, flatten and verify, resume, re-seed,
@@ -45,7 +45,7 @@ SCOPE = "strategy:bench"
 LOAD_ACCOUNT = "LOAD01"
 CLIENT_PROGRAM = r"""
 import sys, time
-from killswitch.client import KillSwitch
+from killswitch_client import KillSwitch
 url, account, name, lifetime = sys.argv[1:5]
 switch = KillSwitch(url, account=account, strategy="bench", name=name, exit_on_kill=False)
 deadline = time.monotonic() + float(lifetime)

@@ -16,9 +16,8 @@ from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from killswitch.api.base import CanViewKillSwitch
+from killswitch.api.base import CanViewKillSwitch, KillSwitchView
 from killswitch.api.errors import READ_ERRORS
 from killswitch.api.serializers import ErrorSerializer
 
@@ -72,9 +71,12 @@ class RunSerializer(serializers.Serializer):
     actions = ActionSerializer(many=True)
 
 
-class RunListApi(APIView):
+class RunListApi(KillSwitchView):
     permission_classes = [CanViewKillSwitch, CanViewBrokerRuns]
     renderer_classes = [JSONRenderer]
+
+    def audit_subject(self, request) -> dict:
+        return {"attempted": "read broker runs", "scope": "global"}
 
     class FilterSerializer(serializers.Serializer):
         account = serializers.CharField(required=False, max_length=64)
@@ -99,9 +101,12 @@ class RunListApi(APIView):
             {"runs": [selectors.run_as_dict(r) for r in runs], "next_before": next_before}).data)
 
 
-class RunDetailApi(APIView):
+class RunDetailApi(KillSwitchView):
     permission_classes = [CanViewKillSwitch, CanViewBrokerRuns]
     renderer_classes = [JSONRenderer]
+
+    def audit_subject(self, request) -> dict:
+        return {"attempted": "read a broker run", "scope": "global"}
 
     @extend_schema(operation_id="broker_run", summary="One broker run with its actions",
                    responses={200: RunSerializer, **READ_ERRORS,

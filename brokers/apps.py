@@ -12,16 +12,18 @@ class BrokersConfig(AppConfig):
         """Validate the brokers: section at start-up (a bad file names key, value,
         expected), connect the kill switch's hooks to the broker runs, and plug the
         brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
-        the Risk page's broker runs panel, the drill's broker steps, the sweep process.
+        the Risk page's broker runs panel, the drill's broker steps, the sweep process,
+        and what the Telegram bot shows (runs, what a kill would close, what is open).
         The dependency runs one way: brokers imports killswitch, never the reverse."""
         from django.db.models.signals import post_migrate
 
         from killswitch import cli
+        from killswitch.chat import hooks as chat_hooks
         from killswitch.drill import hooks as drill_hooks
         from killswitch.runtime import processes
         from killswitch.web import panels
 
-        from . import receivers  # noqa: F401 - connects the hooks
+        from . import chat, receivers  # noqa: F401 - receivers connects the hooks
         from .config import brokers_config
         from .drill import PaperDrill
         from .panels import recent_runs
@@ -32,6 +34,7 @@ class BrokersConfig(AppConfig):
         cli.register_package("brokers.cli")
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
         drill_hooks.register(PaperDrill())
+        chat_hooks.register(chat_hooks.BrokerViews(chat.recent_runs, chat.kill_would_close, chat.still_open))
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))

@@ -1,7 +1,7 @@
 """The seed's main trading loop, rewritten on the kill switch client.
 
     make run                                   # the service, Redis, the paper broker
-    python examples/trading_loop.py            # in another terminal (same machine)
+    .venv/bin/python examples/trading_loop.py  # in another terminal (same machine)
 
 Then, from the dashboard, the API, the CLI or `redis-cli SET trading_switch pause`:
 - pause: the loop stops generating signals; only reduce-only orders pass the gate;
@@ -11,11 +11,16 @@ Then, from the dashboard, the API, the CLI or `redis-cli SET trading_switch paus
   prints why, and resumes by itself once the state is known again.
 
 `manage.py killswitch clients` (or GET /api/risk/clients) shows this process, the
-level it sees and how fast it acknowledged each change.
+level it sees and how fast it acknowledged each change. Each iteration also reports
+its market data (`switch.market_data`) and renews a dead-man's switch
+(`switch.heartbeat`), the inputs of the automatic breakers.
+
+With no --redis-url the client finds Redis itself: REDIS_SENTINELS, REDIS_URL, the
+seed's REDIS_HOST/PORT/PASSWORD, then the record `make run` writes (var/stack.json).
 
 Orders go to the paper broker (the project's database) when Django is importable
 (`--broker paper`, the default); `--broker print` only prints them, so the kill
-switch part runs anywhere with nothing but `redis` installed.
+switch part runs anywhere with only the client installed (`pip install ./clients/python`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,9 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from killswitch_client import KillSwitch, OrderRefused
 
-from killswitch.client import KillSwitch, OrderRefused  # noqa: E402 -- needs the path above
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def log(message: str) -> None:
@@ -50,6 +54,7 @@ class PaperBroker:
     working orders to cancel."""
 
     def __init__(self, account: str, strategy: str) -> None:
+        sys.path.insert(0, str(ROOT))  # the service's code, from this checkout
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskcontrol.settings")
         import django
 
@@ -71,8 +76,9 @@ class PaperBroker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redis-url", default=None, help="default: REDIS_URL or REDIS_HOST/PORT/PASSWORD")
-    parser.add_argument("--account", default="DU-PAPER")
+    parser.add_argument("--redis-url", default=None,
+                        help="default: REDIS_SENTINELS, REDIS_URL, REDIS_HOST/PORT/PASSWORD, var/stack.json")
+    parser.add_argument("--account", default="DU111111", help="default: a demo paper account")
     parser.add_argument("--strategy", default="example")
     parser.add_argument("--symbol", default="AAPL")
     parser.add_argument("--name", default="example-trading-loop")
@@ -106,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                 detail = f" ({switch.view.describe()})" if status != "running" else ""
                 log(f"kill switch: {status}{detail}")
                 last = status
+            # At every level: market data goes on (a memory write, sent once a second) and
+            # the loop renews its dead-man's switch, the automatic breakers' inputs.
+            switch.market_data(args.symbol)
+            switch.heartbeat("signal-loop")
 
             if status == "pause":
                 # No new signals. Exits and stop changes are still allowed (reduce-only).

@@ -23,14 +23,18 @@ class KillswitchConfig(AppConfig):
         # naming the key, the value and what is expected.
         from django.db.models.signals import post_migrate
 
+        from .chat import admin as _chat_admin  # noqa: F401 - the Telegram link on the user's page
+        from .chat.config import bot_should_run, check_at_start_up
         from .notifications.services import connect as connect_notifications
         from .policy import get_policy
         from .runtime import processes
         from .services.roles import ensure_baseline_after_migrate
         from .web import admin as _admin  # noqa: F401 - registers the model admins on the Risk site
         from .web.live import connect as connect_live
+        from .web.logins import connect as connect_logins
 
         get_policy()
+        check_at_start_up()  # the telegram: section (owned by killswitch.chat), its URL and token
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
         post_migrate.connect(ensure_baseline_after_migrate, sender=self,
                              dispatch_uid="killswitch.ensure_baseline")
@@ -38,6 +42,7 @@ class KillswitchConfig(AppConfig):
         # reconciler): live pushes to open dashboards, and notifications.
         connect_live()
         connect_notifications()
+        connect_logins()
         for process in (
             processes.Process("web", ("daphne", "-b", "127.0.0.1", "-p", "{port}", "riskcontrol.asgi:application"),
                               "HTTP (admin dashboard, REST API) and WebSocket (live Risk page)"),
@@ -46,5 +51,8 @@ class KillswitchConfig(AppConfig):
                               "Celery worker: broker work (cancel, flatten, verify) and notifications"),
             processes.Process("reconciler", (processes.PYTHON, "manage.py", "killswitch", "reconcile"),
                               "keeps Redis equal to the database, audits out-of-band writes, heartbeat"),
+            processes.Process("telegram", (processes.PYTHON, "manage.py", "killswitch", "telegram", "run"),
+                              "Telegram bot commands (only with telegram_enabled and a bot token)",
+                              when=bot_should_run),
         ):
             processes.register(process)

@@ -32,6 +32,8 @@ class KillSwitchPolicy:
     log_max_entries: int = 1000
     max_reason_length: int = 500
     ack_timeout_seconds: float = 5.0
+    # The seed's RESET: `redis-cli SET trading_switch running` resumes, after the cooldown.
+    redis_resume: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _kill_switch_section(raw: Any, path: str) -> KillSwitchPolicy:
         dotted = f"kill_switch.{key}"
         if key not in known:
             raise _bad(path, dotted, value, f"one of the known keys: {', '.join(sorted(known))}")
-        if key in ("http_enabled", "telegram_enabled"):
+        if key in ("http_enabled", "telegram_enabled", "redis_resume"):
             if not isinstance(value, bool):
                 raise _bad(path, dotted, value, "true or false")
         elif key == "default_level":

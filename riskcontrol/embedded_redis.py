@@ -51,11 +51,17 @@ class EmbeddedRedis:
     test can kill Redis and bring it back empty, as after a crash. `replica_of` (a
     port) starts it as a replica of that master, for Sentinel drills."""
 
-    def __init__(self, port: int | None = None, password: str | None = None,
-                 replica_of: int | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None, replica_of: int | None = None,
+                 *, binary: str | None = None, config_lines: list[str] | None = None,
+                 admin_url: str | None = None) -> None:
         self.port = port or free_port()
         self.password = password
         self.replica_of = replica_of
+        self.binary = binary
+        # redis.conf lines (e.g. ACL `user` lines: killswitch.distribution.acl), and the
+        # URL to check it answers with when the default user is switched off.
+        self.config_lines = config_lines or []
+        self.admin_url = admin_url
         self.dir = tempfile.mkdtemp(prefix="killswitch-redis-")
         self.process: subprocess.Popen | None = None
 
@@ -65,9 +71,15 @@ class EmbeddedRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
-                "--loglevel", "warning", "--maxclients", "10000"]
+        args = [self.binary or server_binary()]
+        if self.config_lines:
+            config = Path(self.dir) / "redis.conf"
+            config.write_text("\n".join(self.config_lines) + "\n")
+            config.chmod(0o600)  # it holds the users' passwords
+            args.append(str(config))
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+                 "--loglevel", "warning", "--maxclients", "10000"]
         if self.password:
             # A replica promoted by Sentinel must accept the same password, and a replica
             # authenticates to its master with it.
@@ -78,7 +90,7 @@ class EmbeddedRedis:
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if answers(self.url, 0.2):
+            if answers(self.admin_url or self.url, 0.2):
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}")
@@ -175,11 +187,14 @@ class EmbeddedSentinel:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def ensure_redis_env() -> EmbeddedRedis | None:
+def ensure_redis_env(*, users_file: Path | None = None) -> EmbeddedRedis | None:
     """Point REDIS_URL at a Redis that answers: the configured one, or a new embedded one.
 
-    Returns the embedded server (the caller stops it) or None when the configured
-    Redis answered, or when sentinels are configured (they name the Redis to use).
+    With `users_file` (make run), the embedded server starts with the Redis users of the
+    trust model (killswitch.distribution.acl; passwords kept in that file), the default
+    user off, and REDIS_URL carries the service's user. Returns the embedded server
+    (the caller stops it) or None when the configured Redis answered, or when sentinels
+    are configured (they name the Redis to use).
     """
     from .env import redis_url_from_env
 
@@ -202,6 +217,17 @@ def ensure_redis_env() -> EmbeddedRedis | None:
     if not configured and answers(redis_url_from_env()):
         os.environ["REDIS_URL"] = redis_url_from_env()
         return None
-    server = EmbeddedRedis(password=os.environ.get("REDIS_PASSWORD") or None).start()
-    os.environ["REDIS_URL"] = server.url
+    if users_file is None:
+        server = EmbeddedRedis(password=os.environ.get("REDIS_PASSWORD") or None).start()
+        os.environ["REDIS_URL"] = server.url
+        return server
+    from killswitch.distribution import acl  # imports no Django model; settings are not needed
+
+    secrets = acl.generated_passwords(users_file)
+    server = EmbeddedRedis()
+    server.config_lines = acl.embedded_config_lines(secrets, (6, 2))
+    server.admin_url = acl.url_for(server.url, acl.SERVICE, secrets[acl.SERVICE])
+    server.start()
+    server.users = {user: acl.url_for(server.url, user, secrets[user]) for user in secrets}
+    os.environ["REDIS_URL"] = server.admin_url
     return server

@@ -94,10 +94,42 @@ def redis_url_from_env() -> str:
                 netloc += f":{parts.port}"
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         return url
+    if not any(os.environ.get(n) or os.environ.get(f"{n}_FILE") for n in ("REDIS_HOST", "REDIS_PORT",
+                                                                         "REDIS_PASSWORD")):
+        recorded = stack_redis_url()
+        if recorded:
+            return recorded
     host = envstr("REDIS_HOST", "localhost") or "localhost"
     port = envint("REDIS_PORT", 6379)
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/0"
+
+
+STACK_FILE = Path(__file__).resolve().parent.parent / "var" / "stack.json"
+
+
+def stack_redis_url() -> str | None:
+    """The Redis of the stack `make run` is running (var/stack.json, with the service's
+    credentials), when nothing else names one: so every command of the project, from any
+    terminal, reaches the embedded Redis on its random port. A record whose process is
+    gone is ignored with a one-line note."""
+    import sys
+
+    from killswitch_client.config import StackRecordError, pid_alive, read_stack_record
+
+    path = Path(os.environ.get("KILLSWITCH_STACK_FILE") or STACK_FILE)
+    try:
+        record = read_stack_record(path)
+    except StackRecordError as exc:
+        print(f"note: ignoring {path}: {exc}", file=sys.stderr)
+        return None
+    if record is None:
+        return None
+    if not pid_alive(record.pid):
+        print(f"note: ignoring {path}: the stack that wrote it (pid {record.pid}) is not running",
+              file=sys.stderr)
+        return None
+    return record.redis_url
 
 
 def current_database_url() -> str:

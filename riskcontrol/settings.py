@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
+    "axes",
     "killswitch",
     "brokers",
 ]
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login attempt
 ]
 
 ROOT_URLCONF = "riskcontrol.urls"
@@ -162,6 +165,12 @@ CHANNEL_LAYERS = {
 # anything else counted across server processes; in tests too (the embedded Redis).
 CACHES = {"default": _redis.cache()}
 
+# --- Audit chain ---------------------------------------------------------------------------
+# With a key (or AUDIT_HMAC_KEY_FILE), event hashes are HMAC-SHA256 under it (chain version
+# 2): someone with only the database cannot rebuild the chain. Keep the key off the
+# database host; losing it makes keyed events unverifiable (they stay in place).
+AUDIT_HMAC_KEY = envstr("AUDIT_HMAC_KEY") or None
+
 # --- Policy ------------------------------------------------------------------------------
 RISK_LIMITS_PATH = Path(envstr("RISK_LIMITS_PATH") or BASE_DIR / "config" / "risk_limits.yaml")
 # PAPER_ONLY refuses any broker other than the paper broker.
@@ -172,6 +181,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Failed admin logins (django-axes) are counted per username and, separately, per client
+# address (the same address the API and the audit log use: NUM_PROXIES), in the shared
+# cache, so every web process counts the same; a lockout is an audit event
+# (killswitch.web.logins). API tokens are not passwords: the API has its own limiter.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "killswitch.web.logins.client_ip"
+AXES_LOCKOUT_CALLABLE = "killswitch.web.logins.locked_out"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -212,6 +234,9 @@ KILLSWITCH_HTTP_THREADS = envint("KILLSWITCH_HTTP_THREADS", 8)
 KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
 # How long a read waits for writes in progress before it enters anyway (riskcontrol/performance/admission.py).
 KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
+# How long an activation (or any audited write) waits for a database lock before it takes
+# the Redis path (services.audit.bounded_transaction): SQLite busy timeout, PostgreSQL lock_timeout.
+KILLSWITCH_DB_LOCK_TIMEOUT_MS = envint("KILLSWITCH_DB_LOCK_TIMEOUT_MS", 2000)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
 NUM_PROXIES = envint("NUM_PROXIES", 0)
 
@@ -233,17 +258,32 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 # --- Logging: structured lines (seed checklist: timestamps, original and new state) ------
+# One JSON object per line, always to var/log/killswitch.log (LOG_FILE; empty: none). On
+# stderr only with LOG_FORMAT=json (the services under `make run`, the Procfile and the
+# systemd units set it) or a command's --verbose: the CLI's own output is for people.
+LOG_FORMAT = envstr("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is invalid; expected text or json")
+LOG_FILE = envstr("LOG_FILE", str(BASE_DIR / "var" / "log" / "killswitch.log"))
+_log_handlers: dict[str, dict] = {}
+if LOG_FORMAT == "json" or TESTING:
+    _log_handlers["console"] = {"class": "logging.StreamHandler", "formatter": "structured"}
+if LOG_FILE and not TESTING:
+    try:
+        Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"LOG_FILE={LOG_FILE!r}: its folder cannot be created: {exc}") from exc
+    _log_handlers["file"] = {"class": "logging.handlers.WatchedFileHandler", "filename": LOG_FILE,
+                             "formatter": "structured"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "structured": {"()": "killswitch.runtime.logging.StructuredFormatter"},
     },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
-    },
+    "handlers": _log_handlers,
     "loggers": {
-        "killswitch": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-        "brokers": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+        name: {"handlers": list(_log_handlers), "level": envstr("LOG_LEVEL", "INFO"), "propagate": False}
+        for name in ("killswitch", "brokers", "riskcontrol")
     },
 }

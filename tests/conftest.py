@@ -59,6 +59,22 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: fl
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_flush_may_truncate_the_audit_log():
+    """PostgreSQL refuses TRUNCATE of the audit events (migration 0007) unless the
+    transaction says it is deliberate; the test database's flush between tests is."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        return original(self, ["SET LOCAL killswitch.allow_truncate = 'on'", *sql_list])
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    DatabaseOperations.execute_sql_flush = original
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The real Redis the service publishes to, emptied (db 0 only) before the test."""
@@ -66,6 +82,23 @@ def redis_client() -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_refusals_counted_by_earlier_tests() -> Iterator[None]:
+    """Identical refusals within a window are counted, not recorded again
+    (services.refusals): a test's first refusal must not count as a repeat of another
+    test's."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        keys = list(client.scan_iter("killswitch:refusals*"))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -7,18 +7,23 @@ dashboard.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from killswitch.models import ApiToken
+from killswitch.services.audit import bounded_transaction
 from killswitch.services.tokens import hash_key
 from riskcontrol.performance.caches import read_auth_cache
+
+logger = logging.getLogger("killswitch")
 
 KEYWORD = "Token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -31,13 +36,19 @@ _last_write_lock = threading.Lock()
 
 
 def _note_use(token: ApiToken) -> None:
-    """Record last use, at most once a minute per token and process."""
+    """Record last use, at most once a minute per token and process. Advisory: it never
+    waits for a lock (another writer holding the database must not delay, or fail, the
+    activation this request carries)."""
     now = time.monotonic()
     with _last_write_lock:
         if now - _last_write.get(token.key_hash, -1e9) < LAST_USED_RESOLUTION_SECONDS:
             return
         _last_write[token.key_hash] = now
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    try:
+        with bounded_transaction(ms=0):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    except DatabaseError:
+        logger.info("token %s last use not recorded: the database is busy", token.prefix)
 
 
 class HashedTokenAuthentication(BaseAuthentication):
@@ -71,10 +82,11 @@ class HashedTokenAuthentication(BaseAuthentication):
         token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed(
-                f"Token {token.prefix}… was revoked; ask for a new one.")
-        if not token.user.is_active:
+        if token.revoked_at is not None or not token.user.is_active:
+            # The refusal's audit event names whose token it is (api.errors._actor_of).
+            getattr(request, "_request", request).killswitch_token_owner = token.user
+            if token.revoked_at is not None:
+                raise exceptions.AuthenticationFailed(f"Token {token.prefix}… was revoked; ask for a new one.")
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
         _note_use(token)
         if reading:

@@ -130,6 +130,10 @@ def _actor_of(request) -> Any:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return user
+    # A revoked token, or one whose user is inactive: name the user it belongs to.
+    owner = getattr(getattr(request, "_request", request), "killswitch_token_owner", None)
+    if owner is not None:
+        return owner
     # DRF replaced request.user with AnonymousUser when authentication failed; the
     # session still says whose it is.
     try:
@@ -143,20 +147,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every error becomes {"error", "code", "field", ...}.
 
     On the kill switch endpoints (views with `audit_subject`) a refusal that no
-    service recorded yet becomes an audit event here, and 401/403 answers count as
-    failed attempts of the client address (throttling.py).
+    service recorded yet becomes an audit event here (identical ones within a window
+    are counted, not recorded one by one: services.refusals), and every refusal counts
+    as a failed attempt of the client address (limits.py).
     """
     status, body, headers = _error_body(exc)
     request = context.get("request")
     view = context.get("view")
     address = client_address(request) if request is not None else None
-    if request is not None and status in (401, 403):
+    audited = request is not None and hasattr(view, "audit_subject") and 400 <= status < 500
+    if request is not None and (status in (401, 403) or (audited and status != 409)):
         record_failure(address)
-    already_recorded = isinstance(exc, services.KillSwitchError) and exc.event is not None
+    already_recorded = isinstance(exc, services.KillSwitchError) and (
+        exc.event is not None or exc.counted_as_repeat)
     if isinstance(exc, RateLimited) and not getattr(exc, "first_in_window", True):
         already_recorded = True  # one audit event per throttled address and window
-    if (request is not None and hasattr(view, "audit_subject") and 400 <= status < 500
-            and not already_recorded):
+    if audited and not already_recorded:
         try:
             subject = view.audit_subject(request)
             error = exc if isinstance(exc, services.KillSwitchError) else services.KillSwitchError(body["error"])

@@ -170,7 +170,9 @@ class KillSwitchApi(KillSwitchView):
             result = services.activate(scope=data["scope"], level=data.get("level"),
                                        reason=data.get("reason", ""), actor=request.user,
                                        source=Source.API, client_address=address)
-            return Response(self._activated(result))
+            # 202: applied in Redis (every process obeys), the audit event follows when the
+            # database answers again.
+            return Response(self._activated(result), status=202 if result.pending_audit else 200)
         result = services.deactivate(scope=data["scope"], actor=request.user, source=Source.API,
                                      reason=data.get("reason", ""), client_address=address)
         return Response({

@@ -85,7 +85,7 @@ def decide(db: Snapshot, redis: RedisView) -> Decision:
         changed = sorted(set(redis.levels.items()) ^ set(db.levels.items()))
         shown = ", ".join(f"{scope}={level}" for scope, level in changed[:10])
         return Decision(Case.LEVELS_EDITED, Do.ALERT_AND_FORCE,
-                        f"killswitch:state at version {version} holds levels no event explains ({shown})")
+                        f"killswitch:state at version {version} holds other levels than the database ({shown})")
     switch = redis.trading_switch
     if switch != db.global_level:
         if switch is None:

@@ -103,6 +103,20 @@ def publish_event(event: Any, *, state_changed: bool, snapshot: Snapshot | None 
     pipe.execute()
 
 
+def recent_logged_events(client: redis.Redis | None = None, count: int = 50) -> dict[int, str]:
+    """seq -> hash of the newest audited events in `risk:kill_switch:log` (entries queued
+    while the database was down carry neither)."""
+    found: dict[int, str] = {}
+    for raw in (client or get_redis()).lrange(L.KEY_LOG, 0, count - 1):
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and isinstance(entry.get("hash"), str):
+            found[entry["seq"]] = entry["hash"]
+    return found
+
+
 def rebuild_log(client: redis.Redis | None = None) -> int:
     """Refill `risk:kill_switch:log` from the database (after Redis lost it)."""
     from killswitch.models import Event

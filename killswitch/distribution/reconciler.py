@@ -18,14 +18,18 @@ take over within 3 s; a round that is about to write checks the lease again firs
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import redis
 from django.db import DatabaseError, close_old_connections, connection
 
+from killswitch import domain as L
 from killswitch import services
+from killswitch.models import Event
 from killswitch.policy import kill_switch_policy
+from killswitch.runtime.hooks import heartbeat_sent
 from killswitch.runtime.leadership import Lease, run_as_leader
 
 from . import publish as P
@@ -34,6 +38,7 @@ from .decisions import Case, Decision, Do, decide
 logger = logging.getLogger("killswitch.reconciler")
 
 REQUEUE_INTERVAL_SECONDS = 5.0
+LOG_COPY_INTERVAL_SECONDS = 5.0
 SYSTEM_ACTOR = "system:reconciler"
 LEASE = "reconciler"
 # Heartbeats every 0.5 s, clients stale after 5 s: a follower taking over within
@@ -51,8 +56,14 @@ class Reconciler:
         self.stale_after = stale_after or policy.client_stale_after_seconds
         self._last_heartbeat = 0.0
         self._last_requeue = 0.0
+        self._last_log_copy = 0.0
+        self._checked: tuple | None = None  # the snapshot whose rows were checked against the events
+        self._unexplained: dict[str, str] = {}
+        self._reported: set = set()  # findings already alerted (one alert per finding)
         self.last_outcome = ""
         self.lease: Lease | None = None  # set by run_forever; run_once alone (--once, tests) holds none
+        # Set by `make run` for a new embedded Redis: its first loss is this start.
+        self._started_empty = os.environ.get("KILLSWITCH_REDIS_STARTED_EMPTY") == "1"
 
     def run_once(self) -> str:
         """One comparison. Returns what it did: a decisions.Case value, `db_down` or
@@ -72,7 +83,7 @@ class Reconciler:
             logger.error("redis unreachable; will republish when it is back", exc_info=True)
             return self._done("redis_down")
         try:
-            snap = P.take_snapshot()
+            snap = self._trusted(P.take_snapshot())
             decision = decide(snap, view)
             if decision.do is not Do.NOTHING and self.lease is not None and not self.lease.renew():
                 # Frozen after the round began (SIGSTOP) and a follower took over: what
@@ -93,8 +104,53 @@ class Reconciler:
                 self._last_heartbeat = now
             except (redis.RedisError, OSError):
                 return self._done("redis_down")
+            heartbeat_sent.send_robust(sender=Reconciler, version=snap.version)
         self._side_work(now)
         return self._done(outcome)
+
+    def _trusted(self, snap: P.Snapshot) -> P.Snapshot:
+        """The snapshot to distribute: the database's, except that a scope row no audit
+        event explains (changed in the database outside the service) never publishes a
+        lower level than the events give; it is alerted once per finding."""
+        key = (snap.version, tuple(sorted((s, d["level"], d["version"]) for s, d in snap.details.items())))
+        if key != self._checked:
+            rows = {s: (d["level"], d["version"]) for s, d in snap.details.items()}
+            self._unexplained = services.unexplained_levels(rows)
+            self._checked = key
+            for scope, explained in self._unexplained.items():
+                finding = ("row", scope, rows[scope])
+                if finding not in self._reported:
+                    self._reported.add(finding)
+                    services.record_alert(
+                        scope=scope, actor=SYSTEM_ACTOR,
+                        detail=f"database tampering: scope {scope} is at {rows[scope][0]} (version {rows[scope][1]}) "
+                               f"in the database, and no audit event explains it (the events say {explained}). "
+                               "Redis keeps the more severe of the two until a person acts.")
+        if not self._unexplained:
+            return snap
+        levels, details = dict(snap.levels), {s: dict(d) for s, d in snap.details.items()}
+        for scope, explained in self._unexplained.items():
+            if L.SEVERITY[explained] > L.SEVERITY.get(levels.get(scope, L.RUNNING), 0):
+                levels[scope] = explained
+                details[scope]["level"] = explained
+        return P.Snapshot(snap.version, levels, details)
+
+    def _check_log_copy(self) -> None:
+        """The Redis log is a copy of the chain outside the database: its recent audited
+        events must still be in the database with the same hashes, or events were
+        removed or rewritten there (alerted once per finding)."""
+        copied = P.recent_logged_events()
+        if not copied:
+            return
+        stored = dict(Event.objects.filter(seq__in=list(copied)).values_list("seq", "hash"))
+        for seq, digest in sorted(copied.items()):
+            if stored.get(seq) != digest and ("log", seq, digest) not in self._reported:
+                self._reported.add(("log", seq, digest))
+                services.record_alert(
+                    scope="global", actor=SYSTEM_ACTOR,
+                    detail=f"the audit log in the database no longer holds event #{seq} with hash {digest[:16]}… "
+                           f"({'it is missing' if seq not in stored else 'its hash differs'}) although Redis' "
+                           "copy of the log does: events were removed or rewritten in the database.")
 
     def _act(self, decision: Decision, view: P.RedisView, snap: P.Snapshot) -> str:
         """Carry out one decision. Republishes are not forced unless the case says so:
@@ -102,25 +158,29 @@ class Reconciler:
         published meanwhile is never overwritten by this older snapshot."""
         do = decision.do
         if do is Do.ALERT_AND_FORCE:
+            if L.KEY_LOG not in view.wrong_types:
+                self._check_log_copy()  # before the log is rebuilt from the database
             services.record_alert(scope="global", actor=SYSTEM_ACTOR,
                                   detail=f"Redis tampering ({decision.case}): {decision.finding}; "
                                          "the database's state is republished.")
             P.delete_keys(view.wrong_types)
-            P.publish_state(P.take_snapshot(), force=True)
+            P.publish_state(snap, force=True)
             P.rebuild_log()
         elif do is Do.JUDGE_LOSS:
-            services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version)
-            P.publish_state(P.take_snapshot())
+            services.restore_after_loss(observed=view.trading_switch, expected_version=snap.version,
+                                        started_empty=self._started_empty)
+            self._started_empty = False
+            P.publish_state(self._trusted(P.take_snapshot()))
             P.rebuild_log()
         elif do is Do.REPUBLISH:
             P.publish_state(snap)
         elif do is Do.RESTORE:
             services.record_restored(cause=decision.finding)
-            P.publish_state(P.take_snapshot())
+            P.publish_state(self._trusted(P.take_snapshot()))
         elif do is Do.JUDGE_SWITCH:
             event = services.reconcile_out_of_band(observed=view.trading_switch, expected_version=snap.version)
             if event is not None and event.outcome != "applied":
-                P.publish_state(P.take_snapshot())  # revert: the database level stands
+                P.publish_state(self._trusted(P.take_snapshot()))  # revert: the database level stands
         elif do is Do.REBUILD_LOG:
             P.rebuild_log()
         return str(decision.case)
@@ -128,12 +188,23 @@ class Reconciler:
     def _side_work(self, now: float) -> None:
         from killswitch.services.acknowledgements import ingest_acknowledgements
 
+        if now - self._last_log_copy >= LOG_COPY_INTERVAL_SECONDS:
+            self._last_log_copy = now
+            try:
+                self._check_log_copy()
+            except Exception:
+                logger.warning("checking the audit log against its Redis copy failed", exc_info=True)
+
         try:  # acknowledgements from trading processes
             ingest_acknowledgements()
         except Exception:
             logger.warning("acknowledgement ingestion failed", exc_info=True)
         if now - self._last_requeue >= REQUEUE_INTERVAL_SECONDS:
             self._last_requeue = now
+            try:  # repeated refusals of windows that are over: one event with the count each
+                services.flush_repeated_refusals()
+            except Exception:
+                logger.warning("recording repeated refusals failed", exc_info=True)
             try:  # notifications whose task was never queued or was lost
                 from killswitch.notifications.services import requeue_stuck
 

@@ -27,6 +27,7 @@ from killswitch_client.contract import (
     KEY_HEARTBEAT,
     KEY_LOG,
     KEY_PENDING,
+    KEY_REFUSALS,
     KEY_SCOPES,
     KEY_STATE,
     KILL,
@@ -58,7 +59,7 @@ from killswitch_client.contract import (
 __all__ = [
     "ACCOUNT", "ACKS_MAXLEN", "ACTIVE_LEVELS", "BROKER_LEVELS", "CHANNEL", "CLIENT_READ_KEYS",
     "CLIENT_WRITE_KEYS", "GLOBAL", "HALT", "KEY_ACKS", "KEY_CLIENTS", "KEY_GLOBAL", "KEY_HEARTBEAT",
-    "KEY_LOG", "KEY_PENDING", "KEY_SCOPES", "KEY_STATE", "KILL", "LEVELS", "MAX_SCOPE_KEY", "PAUSE",
+    "KEY_LOG", "KEY_PENDING", "KEY_REFUSALS", "KEY_SCOPES", "KEY_STATE", "KILL", "LEVELS", "MAX_SCOPE_KEY", "PAUSE",
     "RUNNING", "SCOPE_FORMS", "SCOPE_KINDS", "SEVERITY", "STATE_META_FIELDS", "STRATEGY", "SYMBOL",
     "ScopeError", "ScopeRef", "effective_level", "heartbeat_message", "label", "levels_of",
     "lua_severity_table", "matching_scopes", "more_severe", "normalize_level", "parse_heartbeat",

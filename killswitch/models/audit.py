@@ -7,6 +7,7 @@ killswitch.services.audit only.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC
 from typing import Any
@@ -81,6 +82,23 @@ HASHED_FIELDS = (
     "client_address", "version", "prev_hash",
 )
 GENESIS_HASH = "0" * 64
+# Chain versions: 1, SHA-256 over HASHED_FIELDS (anyone with the database can recompute
+# it); 2, HMAC-SHA256 under AUDIT_HMAC_KEY over HASHED_FIELDS and the version itself, so
+# someone with only the database cannot rebuild the chain. New events are version 2
+# whenever a key is configured; older events keep verifying as version 1.
+CHAIN_PLAIN, CHAIN_KEYED = 1, 2
+
+
+class AuditKeyMissing(Exception):
+    """A keyed (version 2) event cannot be hashed: AUDIT_HMAC_KEY is not configured."""
+
+
+def audit_key() -> bytes | None:
+    """The configured AUDIT_HMAC_KEY (or _FILE), or None."""
+    from django.conf import settings
+
+    key = getattr(settings, "AUDIT_HMAC_KEY", None)
+    return key.encode() if isinstance(key, str) and key else None
 
 
 class Event(models.Model):
@@ -111,6 +129,7 @@ class Event(models.Model):
     version = models.PositiveBigIntegerField(default=0)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    chain_version = models.PositiveSmallIntegerField(default=CHAIN_PLAIN)
 
     objects = EventQuerySet.as_manager()
 
@@ -145,7 +164,7 @@ class Event(models.Model):
 
     def hash_payload(self) -> str:
         values: dict[str, Any] = {}
-        for name in HASHED_FIELDS:
+        for name in HASHED_FIELDS + (("chain_version",) if self.chain_version >= CHAIN_KEYED else ()):
             value = getattr(self, name)
             if name == "created_at":
                 value = value.astimezone(UTC).isoformat(timespec="microseconds")
@@ -153,6 +172,14 @@ class Event(models.Model):
         return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
 
     def compute_hash(self) -> str:
+        """The event's hash for its chain version. Raises AuditKeyMissing for a keyed
+        event when no key is configured."""
+        if self.chain_version >= CHAIN_KEYED:
+            key = audit_key()
+            if key is None:
+                raise AuditKeyMissing(f"event #{self.seq} is keyed (chain version {self.chain_version}) "
+                                      "and AUDIT_HMAC_KEY is not configured")
+            return hmac.new(key, self.hash_payload().encode(), hashlib.sha256).hexdigest()
         return hashlib.sha256(self.hash_payload().encode()).hexdigest()
 
     def as_log_entry(self) -> dict[str, Any]:
@@ -170,6 +197,9 @@ class Event(models.Model):
             "source": self.source,
             "detail": self.detail,
             "version": self.version,
+            # A copy of the chain outside the database: a shortened or rewritten log is
+            # noticed against it (the reconciler; verify-audit --expect-head).
+            "hash": self.hash,
         }
 
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 class TransportError(Exception):
     """A delivery that did not happen. `permanent` is True when retrying cannot help
     (a URL apprise does not understand, a missing token), False for network errors,
-    timeouts and server errors."""
+    timeouts and server errors. `retry_after` is the channel's own "not before" in
+    seconds (Telegram's 429), which the next try waits for at least."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

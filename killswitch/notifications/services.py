@@ -36,10 +36,11 @@ def max_attempts() -> int:
     return max(1, int(os.environ.get("NOTIFY_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)))
 
 
-def backoff_seconds(attempt: int) -> float:
-    """Delay before try `attempt + 1`: base, 2×base, 4×base, ... capped at 5 minutes."""
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Delay before try `attempt + 1`: base, 2×base, 4×base, ... capped at 5 minutes, and
+    never shorter than the channel's own `retry_after` (Telegram's flood limit)."""
     base = float(os.environ.get("NOTIFY_RETRY_BACKOFF_SECONDS", DEFAULT_BACKOFF_SECONDS))
-    return min(MAX_BACKOFF_SECONDS, base * (2 ** max(0, attempt - 1)))
+    return max(min(MAX_BACKOFF_SECONDS, base * (2 ** max(0, attempt - 1))), retry_after or 0)
 
 
 def _what(event: Event) -> str | None:
@@ -170,6 +171,7 @@ class DeliveryResult:
     status: str
     attempt: int
     error: str = ""
+    retry_after: float | None = None  # the channel asked to wait at least this long
 
     @property
     def retry(self) -> bool:
@@ -219,7 +221,8 @@ def deliver(*, notification_id: int) -> DeliveryResult:
     if error is not None:
         logger.warning("notification %s to %s failed (attempt %s, %s): %s", row.pk, row.channel, number,
                        status, error.message)
-    return DeliveryResult(row.pk, status, number, error.message if error else "")
+    return DeliveryResult(row.pk, status, number, error.message if error else "",
+                          error.retry_after if error else None)
 
 
 def on_event_committed(sender, event: Event, changed: bool = False, **kwargs) -> None:

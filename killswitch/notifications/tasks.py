@@ -15,5 +15,5 @@ def deliver(self, notification_id: int) -> str:
     # max_retries=None leaves that decision in one place.
     result = services.deliver(notification_id=notification_id)
     if result.retry:
-        raise self.retry(countdown=services.backoff_seconds(result.attempt))
+        raise self.retry(countdown=services.backoff_seconds(result.attempt, result.retry_after))
     return result.status

@@ -71,3 +71,6 @@ class InTransactionHook:
 
 event_recorded = InTransactionHook()
 event_committed = Signal()
+# Sent by the reconciler after each heartbeat it writes (`version`): the open Risk pages'
+# liveness signal (killswitch.web.live), on which each page re-checks its person's roles.
+heartbeat_sent = Signal()

@@ -8,7 +8,8 @@ worker; brokers: the sweep), so the list comes from the apps, not from guessing.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PYTHON = "python"  # argv[0] placeholder: this interpreter
@@ -19,6 +20,9 @@ class Process:
     name: str
     argv: tuple[str, ...]  # argv[0]: PYTHON, or a console script installed beside the interpreter
     description: str
+    # Started only when this says so, asked when the list is read (at start): e.g. the
+    # Telegram bot, only with telegram_enabled and a token.
+    when: Callable[[], bool] | None = field(default=None, compare=False)
 
     def command(self, *, python: str | None = None) -> list[str]:
         """The argv to start it with this (or the given) interpreter and its scripts."""
@@ -38,5 +42,5 @@ def register(process: Process) -> None:
 
 
 def processes() -> list[Process]:
-    """Every registered process, in registration order."""
-    return list(_processes.values())
+    """Every registered process whose condition holds now, in registration order."""
+    return [p for p in _processes.values() if p.when is None or p.when()]

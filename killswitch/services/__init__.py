@@ -27,13 +27,19 @@ from .errors import (
     PermissionRefused,
 )
 from .outage import apply_pending
-from .reconcile import reconcile_out_of_band, record_alert, record_restored, restore_after_loss
-from .refusals import record_refusal
+from .reconcile import (
+    reconcile_out_of_band,
+    record_alert,
+    record_restored,
+    restore_after_loss,
+    unexplained_levels,
+)
+from .refusals import flush_repeated_refusals, record_refusal
 from .transitions import TransitionResult, activate, deactivate
 
 __all__ = [
     "Actor", "AuditReport", "ControlDisabled", "CooldownActive", "DatabaseUnavailable", "InvalidRequest",
-    "KillSwitchError", "PermissionRefused", "TransitionResult", "activate", "apply_pending", "deactivate",
+    "KillSwitchError", "PermissionRefused", "flush_repeated_refusals", "TransitionResult", "activate", "apply_pending", "deactivate",
     "reconcile_out_of_band", "record_alert", "record_refusal", "record_restored", "restore_after_loss",
-    "verify_audit_chain",
+    "unexplained_levels", "verify_audit_chain",
 ]

@@ -1,16 +1,17 @@
 """Acknowledgements from trading processes: ingestion into the database.
 
-Clients (killswitch_client) write to Redis:
-- `killswitch:clients` (hash): client_id -> JSON {client_id, name, host, pid, account,
-  strategy, version, level, scope, cause, acked_at, registered_at, last_seen, lib},
-  refreshed every second and whenever the level the process sees changes;
-- `killswitch:acks` (stream): one entry {client_id, version, level, acked_at} per
-  state version a process applied.
+Clients (killswitch_client) append to two Redis streams (killswitch_client.contract):
+- `killswitch:clients`: {client_id, registration: JSON {client_id, name, host, pid,
+  account, strategy, version, level, scope, cause, acked_at, registered_at, last_seen,
+  lib, market_data, deadman}} every second and whenever the level the process sees
+  changes, and {client_id, bye} on a clean exit;
+- `killswitch:acks`: one entry {client_id, version, level, acked_at} per state version
+  a process applied.
 
 `ingest_acknowledgements()` runs at the end of every reconciler round. It copies new
 acknowledgements and registrations into TradingClient / Acknowledgement, marks
-processes whose entry vanished as disconnected, and updates the Propagation row
-of each recent change (never the Event row: events are append-only).
+processes that said goodbye or went quiet as disconnected, and updates the
+Propagation row of each recent change (never the Event row: events are append-only).
 
 A process is *late* when a change it has not acknowledged is older than
 kill_switch.ack_timeout_seconds. Times are the clients' wall clocks (hosts run NTP).
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,11 +41,6 @@ BATCH = 5000
 CONNECTED_WITHIN = timedelta(seconds=10)
 # last_seen_at is written at most this often per process (the hash has it to the second).
 LAST_SEEN_RESOLUTION = timedelta(seconds=2)
-# Cadence of full registry reads, on the monotonic clock: the service clock may be moved
-# (tests, drills) and must not stall ingestion.
-REGISTRY_EVERY_SECONDS = 1.0
-# Registrations older than this are removed from the Redis hash (crashed processes).
-FORGET_AFTER = timedelta(hours=24)
 # Changes whose propagation is still followed (late acknowledgements keep arriving).
 PROPAGATION_WINDOW = timedelta(hours=1)
 
@@ -55,8 +50,8 @@ class _IngestState:
     restart and duplicates are ignored by the (client, version) constraint)."""
 
     def __init__(self) -> None:
-        self.cursor = "0-0"
-        self.registry_at: float | None = None
+        self.cursor = "0-0"  # KEY_ACKS
+        self.clients_cursor = "0-0"  # KEY_CLIENTS
 
     def reset(self) -> None:
         self.__init__()
@@ -101,9 +96,8 @@ def _client_fields(data: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def _upsert_clients(entries: dict[str, str], now: datetime, *, full: bool) -> dict[str, TradingClient]:
-    """Create or update TradingClient rows from registry entries. With `full`, rows
-    absent from the registry are marked disconnected."""
+def _upsert_clients(entries: dict[str, str], now: datetime) -> dict[str, TradingClient]:
+    """Create or update TradingClient rows from the newest registration of each process."""
     parsed = {cid: d for cid, raw in entries.items() if (d := _parse_registration(raw))}
     existing = {c.client_id: c for c in TradingClient.objects.filter(client_id__in=list(parsed))}
     to_create, to_update = [], []
@@ -130,59 +124,64 @@ def _upsert_clients(entries: dict[str, str], now: datetime, *, full: bool) -> di
             elif getattr(row, name) != value:
                 setattr(row, name, value)
                 changed = True
-        row.disconnected_at = None
+        if row.last_seen_at >= now - CONNECTED_WITHIN:
+            row.disconnected_at = None  # a registration replayed from long ago revives nothing
         if changed:
             to_update.append(row)
     if to_create:
         TradingClient.objects.bulk_create(to_create, ignore_conflicts=True)
     if to_update:
         TradingClient.objects.bulk_update(to_update, update_fields)
-    if full:
-        TradingClient.objects.filter(disconnected_at__isnull=True).exclude(
-            client_id__in=list(parsed)).update(disconnected_at=now)
     return {c.client_id: c for c in TradingClient.objects.filter(client_id__in=list(parsed))}
 
 
-def _read_acks(client) -> list[tuple[str, dict[str, str]]]:
+def _read_stream(client, key: str, cursor: str) -> tuple[list[tuple[str, dict[str, str]]], str]:
+    """Entries of stream `key` after `cursor`, and the new cursor."""
     entries: list[tuple[str, dict[str, str]]] = []
     while True:
-        start = "-" if _state.cursor == "0-0" else f"({_state.cursor}"
-        batch = client.xrange(KEY_ACKS, min=start, max="+", count=BATCH)
+        start = "-" if cursor == "0-0" else f"({cursor}"
+        batch = client.xrange(key, min=start, max="+", count=BATCH)
         if not batch:
             break
         entries.extend(batch)
-        _state.cursor = batch[-1][0]
+        cursor = batch[-1][0]
         if len(batch) < BATCH:
             break
-    return entries
+    return entries, cursor
 
 
 def ingest_acknowledgements() -> int:
     """Copy new acknowledgements and registrations from Redis into the database.
 
-    Returns the number of acknowledgements read from the stream (duplicates of rows
-    already stored are ignored). Raises redis or database errors to the caller (the
-    reconciler logs them and carries on).
+    Both come from append-only streams that trading processes write (KEY_ACKS, and
+    KEY_CLIENTS for registrations and clean exits). A process is disconnected when it
+    said goodbye or its newest registration is older than CONNECTED_WITHIN. Returns the
+    number of acknowledgements read (duplicates of stored rows are ignored). Raises
+    redis or database errors to the caller (the reconciler logs them and carries on).
     """
     client = get_redis()
     now = clock.now()
-    acks = _read_acks(client)
-    mono = time.monotonic()
-    registry_due = _state.registry_at is None or mono - _state.registry_at >= REGISTRY_EVERY_SECONDS
+    acks, ack_cursor = _read_stream(client, KEY_ACKS, _state.cursor)
+    registrations, clients_cursor = _read_stream(client, KEY_CLIENTS, _state.clients_cursor)
+    newest: dict[str, str] = {}
+    gone: set[str] = set()
+    for _, fields in registrations:
+        cid = fields.get("client_id", "")
+        if not cid:
+            continue
+        if fields.get("bye"):
+            gone.add(cid)
+            newest.pop(cid, None)
+        elif fields.get("registration"):
+            newest[cid] = fields["registration"]
+            gone.discard(cid)
     ack_client_ids = {fields.get("client_id", "") for _, fields in acks} - {""}
-    if registry_due:
-        entries = client.hgetall(KEY_CLIENTS)
-        _state.registry_at = mono
-    elif ack_client_ids:
-        ids = sorted(ack_client_ids)
-        entries = {cid: raw for cid, raw in zip(ids, client.hmget(KEY_CLIENTS, ids), strict=True) if raw}
-    else:
-        entries = {}
-    if not acks and not entries and not registry_due:
-        _update_propagation(now)
-        return 0
     with transaction.atomic():
-        clients = _upsert_clients(entries, now, full=registry_due)
+        clients = _upsert_clients(newest, now)
+        if gone:
+            TradingClient.objects.filter(client_id__in=gone, disconnected_at__isnull=True).update(disconnected_at=now)
+        TradingClient.objects.filter(disconnected_at__isnull=True,
+                                     last_seen_at__lt=now - CONNECTED_WITHIN).update(disconnected_at=now)
         missing = ack_client_ids - set(clients)
         if missing:
             clients.update({c.client_id: c for c in TradingClient.objects.filter(client_id__in=missing)})
@@ -206,12 +205,7 @@ def ingest_acknowledgements() -> int:
             TradingClient.objects.filter(pk=pk).filter(
                 Q(applied_version__isnull=True) | Q(applied_version__lte=version)
             ).update(applied_version=version, acked_at=acked_at)
-    if registry_due:
-        stale = [cid for cid, raw in entries.items()
-                 if (d := _parse_registration(raw)) is None
-                 or (_ts(d.get("last_seen")) or now) < now - FORGET_AFTER]
-        if stale:
-            client.hdel(KEY_CLIENTS, *stale)
+    _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
     _update_propagation(now)
     return len(acks)
 

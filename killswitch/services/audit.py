@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 
 from killswitch import domain as L
-from killswitch.models import GENESIS_HASH, AuditHead, Event, Scope
+from killswitch.models import (
+    CHAIN_KEYED,
+    CHAIN_PLAIN,
+    GENESIS_HASH,
+    AuditHead,
+    AuditKeyMissing,
+    Event,
+    Scope,
+)
+from killswitch.models.audit import audit_key
 from killswitch.runtime import clock
 from killswitch.runtime.hooks import event_committed, event_recorded
 
@@ -35,6 +47,43 @@ class AuditReport:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+
+
+def lock_timeout_ms() -> int:
+    return int(getattr(settings, "KILLSWITCH_DB_LOCK_TIMEOUT_MS", 2000))
+
+
+@contextmanager
+def bounded_transaction(ms: int | None = None) -> Iterator[None]:
+    """A transaction that waits at most KILLSWITCH_DB_LOCK_TIMEOUT_MS (2 s) for a lock.
+
+    Past it the database raises (OperationalError / LockNotAvailable / QueryCanceled),
+    so an escalation takes the Redis path instead of hanging behind another session
+    that holds the write lock (SQLite) or the audit head row (PostgreSQL). Nested in an
+    outer transaction (a savepoint) it changes nothing: the outer one holds its locks.
+    """
+    ms = lock_timeout_ms() if ms is None else ms
+    if connection.in_atomic_block or ms < 0:
+        with transaction.atomic():
+            yield
+        return
+    if connection.vendor == "sqlite":
+        # BEGIN IMMEDIATE waits the busy timeout for the write lock: shorten it for this
+        # transaction only (other writers keep the configured one).
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {ms}")
+        try:
+            with transaction.atomic():
+                yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {int(connection.settings_dict['OPTIONS'].get('timeout', 5) * 1000)}")
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # 0 would mean "no limit" to PostgreSQL: the shortest wait is 1 ms.
+            cursor.execute(f"SET LOCAL lock_timeout = {max(ms, 1)}; SET LOCAL statement_timeout = {max(ms, 1) * 2}")
+        yield
 
 
 def lock_head() -> AuditHead:
@@ -77,7 +126,8 @@ def append_event(head: AuditHead, *, changed: bool = False, **fields: Any) -> Ev
             fields["client_address"] = str(ipaddress.ip_address(fields["client_address"]))
         except ValueError:
             fields["client_address"] = None
-    event = Event(seq=head.last_seq + 1, prev_hash=head.last_hash, created_at=clock.now(), **fields)
+    event = Event(seq=head.last_seq + 1, prev_hash=head.last_hash, created_at=clock.now(),
+                  chain_version=CHAIN_KEYED if audit_key() else CHAIN_PLAIN, **fields)
     event.hash = event.compute_hash()
     event.save(force_insert=True)
     head.last_seq = event.seq
@@ -91,8 +141,8 @@ def append_event(head: AuditHead, *, changed: bool = False, **fields: Any) -> Ev
 def record(*, action: str, outcome: str, scope: L.ScopeRef | str | None, actor: Actor, source: str,
            reason: str = "", detail: str = "", requested_level: str = "", previous_level: str = "",
            new_level: str = "", client_address: str | None = None) -> Event:
-    """Append one event that changes no level, in its own transaction."""
-    with transaction.atomic():
+    """Append one event that changes no level, in its own (bounded) transaction."""
+    with bounded_transaction():
         head = lock_head()
         return append_event(
             head, action=action, outcome=outcome, **scope_fields(scope),
@@ -115,6 +165,7 @@ def _after_commit(event: Event, changed: bool) -> None:
             "new_level": event.new_level, "requested_level": event.requested_level,
             "actor": event.actor, "source": event.source, "reason": event.reason,
             "detail": event.detail, "version": event.version, "client_address": event.client_address,
+            "hash": event.hash,  # the chain's head, copied outside the database on every append
         },
     )
     snapshot = None
@@ -130,13 +181,23 @@ def _after_commit(event: Event, changed: bool) -> None:
             logger.error("event_committed receiver %s failed: %r", receiver, result, extra={"seq": event.seq})
 
 
-def verify_audit_chain() -> AuditReport:
-    """Walk the event chain in order. Reports the first event that was changed, removed
-    or inserted: a gap in `seq`, a broken link, a hash that no longer matches, or a
-    tip that disagrees with the audit head."""
+def verify_audit_chain(*, expect_head: str | None = None) -> AuditReport:
+    """Walk the event chain in order and replay it against the state.
+
+    Reports the first event that was changed, removed or inserted (a gap in `seq`, a
+    broken link, a hash that no longer matches, a tip that disagrees with the audit
+    head, a plain event after a keyed one), then any scope row or state version that
+    no event explains (a direct UPDATE), and, with `expect_head` (a hash kept outside
+    the database, e.g. from yesterday's report or the Redis log), whether that event
+    is still in the chain (a shortened tail).
+    """
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
+    keyed_from: int | None = None
+    replay: dict[tuple[str, str], tuple[str, int]] = {}
+    state_version = 0
+    found_head = expect_head is None
     for event in Event.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
             return AuditReport(False, checked, expected_seq,
@@ -144,9 +205,24 @@ def verify_audit_chain() -> AuditReport:
         if event.prev_hash != expected_prev:
             return AuditReport(False, checked, event.seq,
                                f"event #{event.seq} does not link to event #{event.seq - 1}")
-        if event.compute_hash() != event.hash:
+        if event.chain_version >= CHAIN_KEYED and keyed_from is None:
+            keyed_from = event.seq
+        elif event.chain_version < CHAIN_KEYED and keyed_from is not None:
+            return AuditReport(False, checked, event.seq,
+                               f"event #{event.seq} is unkeyed after keyed event #{keyed_from}: the chain "
+                               "was rewritten by someone without AUDIT_HMAC_KEY")
+        try:
+            intact = event.compute_hash() == event.hash
+        except AuditKeyMissing as exc:
+            return AuditReport(False, checked, event.seq, f"{exc}: it cannot be verified")
+        if not intact:
             return AuditReport(False, checked, event.seq,
                                f"event #{event.seq} was changed after it was written")
+        if event.outcome == "applied" and event.new_level and event.previous_level != event.new_level:
+            replay[(event.scope_kind, event.scope_key)] = (event.new_level, event.version)
+            state_version = max(state_version, event.version)
+        if expect_head is not None and event.hash == expect_head:
+            found_head = True
         expected_prev = event.hash
         expected_seq += 1
         checked += 1
@@ -158,4 +234,18 @@ def verify_audit_chain() -> AuditReport:
                            f"event #{checked + 1} onwards was removed")
     if head and head.last_hash != expected_prev:
         return AuditReport(False, checked, checked, f"event #{checked} does not match the chain head")
+    if not found_head:
+        return AuditReport(False, checked, None,
+                           f"no event has the expected hash {expect_head[:16]}…: the chain was shortened "
+                           "or rewritten after that hash was taken")
+    for row in Scope.objects.all():
+        level, version = replay.get((row.kind, row.key), (L.RUNNING, 0))
+        if (row.level, row.version) != (level, version):
+            return AuditReport(False, checked, None,
+                               f"scope {row.label} is at {row.level} (version {row.version}) but the events say "
+                               f"{level} (version {version}): the row was changed outside the service")
+    if head and head.state_version != state_version:
+        return AuditReport(False, checked, None,
+                           f"the state version is {head.state_version} but the events say {state_version}: "
+                           "it was changed outside the service")
     return AuditReport(True, checked)

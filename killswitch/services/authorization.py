@@ -11,7 +11,8 @@ System actors are named, and their grants are explicit (never "any non-anonymous
 name"): `cli:<login>` (an operator on the server, who can reach the database anyway)
 may do everything; `redis-cli` (an out-of-band write of `trading_switch`, turned into
 an event by the reconciler) may activate and, after the cooldown, resume as the
-seed's RESET does; `system:*` actors of the service itself may only record.
+seed's RESET does, unless `kill_switch.redis_resume` is false; `system:*` actors of
+the service itself may only record.
 """
 
 from __future__ import annotations
@@ -60,11 +61,24 @@ def missing_role_message(name: str, what: str) -> str:
     return f"{name} may not {verb}; the {ROLE_OF[what]} role is required."
 
 
+def lowering_refused_message(actor: Actor, scope: str, current: str, target: str) -> str:
+    """Why `actor` may not lower `scope` from `current` to `target`."""
+    if actor.name == REDIS_CLI_ACTOR and actor.user is None:
+        return (f"A resume written to Redis (SET trading_switch {target}) is not honoured: "
+                "kill_switch.redis_resume is false. Resume from the dashboard, the API or the CLI "
+                "(risk_officer role).")
+    return (f"{actor.name} may not lower {scope} from {current} to {target}; "
+            "the risk_officer role (deactivate permission) is required.")
+
+
 def _system_grants(name: str) -> frozenset[str]:
     if name.startswith(CLI_PREFIX):
         return frozenset(PERMISSIONS)
     if name == REDIS_CLI_ACTOR:
-        return frozenset({VIEW, ACTIVATE, DEACTIVATE})
+        from killswitch.policy import kill_switch_policy
+
+        resume = {DEACTIVATE} if kill_switch_policy().redis_resume else set()
+        return frozenset({VIEW, ACTIVATE} | resume)
     return frozenset()
 
 

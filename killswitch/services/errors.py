@@ -23,6 +23,9 @@ class KillSwitchError(Exception):
         self.message = message
         self.field = field
         self.event: Any = None  # the refusal's audit event (models.Event), once recorded
+        # True when it repeated a refusal already recorded in this window: counted, and
+        # recorded with its count when the window is over (services.refusals).
+        self.counted_as_repeat = False
 
     @property
     def seq(self) -> int | None:

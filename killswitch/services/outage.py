@@ -8,10 +8,18 @@ Guarantees:
 - `apply_pending` (run by the reconciler before it compares Redis with the database)
   records each queued item once: its id is written into the event, and the item is
   removed from Redis only after that event committed.
+- Only the service can queue an item that is applied: items are signed with the
+  service's SECRET_KEY (HMAC-SHA256) and validated like any request; anything else (a
+  forgery pushed by a host with Redis write access, garbage) goes to the dead-letter
+  list with an alert and never blocks the loop. With Redis users (manage.py killswitch
+  redis-acl) only the service's user can write the queue at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import json
 import logging
 import uuid
@@ -19,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import transaction
 
 from killswitch import domain as L
@@ -26,8 +35,9 @@ from killswitch.models import Action, Event, Outcome, Scope, Source
 from killswitch.runtime import clock
 
 from .audit import record
-from .authorization import Actor
+from .authorization import CLI_PREFIX, Actor
 from .errors import DatabaseUnavailable
+from .refusals import MAX_REFUSED_REASON, as_typed
 
 logger = logging.getLogger("killswitch")
 
@@ -48,6 +58,7 @@ def queue_without_database(kind: str, *, scope: str, level: str, reason: str, ac
         "actor": actor.name, "actor_user_id": actor.user_id, "source": source,
         "client_address": client_address, "detail": detail, "requested_at": now.isoformat(),
     }
+    pending["sig"] = sign(pending)
     try:
         if escalate:
             log_entry = {
@@ -83,27 +94,98 @@ def escalate_without_database(*, ref: L.ScopeRef, level: str, reason: str, actor
         None, pending_audit=True)
 
 
+DEAD_LETTER = L.KEY_PENDING + ":dead"
+
+
+def sign(item: dict[str, Any]) -> str:
+    """HMAC-SHA256 of an item (without its signature) under the service's SECRET_KEY:
+    only the service can queue an item the reconciler will apply."""
+    body = json.dumps({k: v for k, v in item.items() if k != "sig"}, sort_keys=True, separators=(",", ":"))
+    return hmac.new(settings.SECRET_KEY.encode(), body.encode(), hashlib.sha256).hexdigest()
+
+
+def _validated(item: Any) -> tuple[dict[str, Any] | None, str]:
+    """(item, "") when it is one the service queued and may apply, else (None, why not)."""
+    from django.contrib.auth import get_user_model
+
+    if not isinstance(item, dict):
+        return None, "not a JSON object"
+    if not isinstance(item.get("sig"), str) or not hmac.compare_digest(item["sig"], sign(item)):
+        return None, "its signature does not verify: it was not queued by the service (forged or altered)"
+    if not isinstance(item.get("id"), str) or not item["id"].isalnum() or len(item["id"]) > 64:
+        return None, "its id is not a hex string"
+    if item.get("kind") not in ("activate", "refusal"):
+        return None, f"kind {str(item.get('kind'))[:40]!r} is not activate or refusal"
+    if item.get("source") not in Source.values:
+        return None, f"source {str(item.get('source'))[:40]!r} is not one of {', '.join(Source.values)}"
+    for key, limit in (("reason", MAX_REFUSED_REASON), ("detail", MAX_REFUSED_REASON), ("scope", 200),
+                       ("actor", 150), ("level", 16)):
+        value = item.get(key) or ""
+        if not isinstance(value, str) or len(value) > limit or as_typed(value) != value:
+            return None, f"{key} is not plain text of at most {limit} characters"
+    try:
+        datetime.fromisoformat(item["requested_at"])
+    except (KeyError, TypeError, ValueError):
+        return None, "requested_at is not an ISO 8601 time"
+    address = item.get("client_address")
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except (TypeError, ValueError):
+            return None, "client_address is not an IP address"
+    actor, user_id = item.get("actor") or "", item.get("actor_user_id")
+    if user_id is None:
+        if not actor.startswith(CLI_PREFIX):
+            return None, f"actor {actor[:40]!r} is neither a user nor a cli: operator"
+    elif not (isinstance(user_id, int) and get_user_model().objects.filter(pk=user_id, username=actor).exists()):
+        return None, f"actor {actor[:40]!r} (user id {str(user_id)[:20]}) is not a user of this service"
+    if item["kind"] == "activate":
+        try:
+            L.ScopeRef.parse(item.get("scope"))
+        except L.ScopeError as exc:
+            return None, f"scope is invalid: {exc}"
+        if item.get("level") not in L.ACTIVE_LEVELS:
+            return None, f"level {item.get('level')!r} is not one of {', '.join(L.ACTIVE_LEVELS)}"
+    return item, ""
+
+
 def apply_pending() -> int:
     """Write the requests kept in Redis while the database was down into the audit log.
 
-    Activations are applied as escalations (never lowering a level the database holds);
-    refusals are recorded. Each item carries an id written into its event, so a crash
-    between the write and the removal from Redis never records an item twice.
+    Each item must be one the service queued (signed with SECRET_KEY) and valid as any
+    request is; an item that is not is moved to `killswitch:pending:dead` with an alert
+    event naming why, and never blocks the loop. Activations are applied as escalations
+    (never lowering a level the database holds); refusals are recorded. Each item's id
+    is written into its event, so a crash between the write and the removal from Redis
+    never records an item twice. Raises DatabaseError / RedisError when either is down
+    (the item stays queued for the next round).
     """
     from killswitch.distribution.connection import get_redis
+
+    from .reconcile import record_alert
 
     client = get_redis()
     done = 0
     for raw in client.lrange(L.KEY_PENDING, 0, -1):
         try:
-            item = json.loads(raw)
-            marker = f"[pending {item['id']}]"
-        except (ValueError, KeyError, TypeError):
-            client.lrem(L.KEY_PENDING, 1, raw)
-            logger.error("dropped an unreadable pending item", extra={"raw": str(raw)[:500]})
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        item, why = _validated(parsed) if parsed is not None else (None, "not JSON")
+        if item is None:
+            # The alert first: if the database cannot take it, the item stays for the next round.
+            record_alert(scope=L.GLOBAL, actor="system:reconciler",
+                         detail=f"an item of the outage queue was refused and moved to {DEAD_LETTER}: {why}. "
+                                f"It began {as_typed(str(raw)[:200])!r}.")
+            pipe = client.pipeline(transaction=True)
+            pipe.rpush(DEAD_LETTER, raw)
+            pipe.lrem(L.KEY_PENDING, 1, raw)
+            pipe.execute()
             continue
+        marker = f"[pending {item['id']}]"
+        queued = datetime.fromisoformat(item["requested_at"])
         with transaction.atomic():  # the item's events and its marker commit together
-            if not Event.objects.filter(detail__contains=marker).exists():
+            if not Event.objects.filter(created_at__gte=queued, detail__contains=marker).exists():
                 _apply_pending_item(item, marker)
         client.lrem(L.KEY_PENDING, 1, raw)
         done += 1
@@ -111,19 +193,17 @@ def apply_pending() -> int:
 
 
 def _apply_pending_item(item: dict[str, Any], marker: str) -> None:
+    from django.contrib.auth import get_user_model
+
     from .transitions import transition
 
-    actor = Actor(str(item.get("actor") or "unknown")[:150])
-    source = item.get("source") if item.get("source") in Source.values else Source.AUTOMATIC
-    reason = str(item.get("reason") or "")
-    note = (f"{marker} requested at {item.get('requested_at')} while the database was "
-            f"unavailable; recorded on recovery. {item.get('detail') or ''}").strip()
-    try:
-        ref = L.ScopeRef.parse(item.get("scope"))
-    except L.ScopeError:
-        ref = None
-    level = item.get("level") if item.get("level") in L.ACTIVE_LEVELS else None
-    if item.get("kind") == "activate" and ref is not None and level is not None:
+    user = get_user_model().objects.filter(pk=item["actor_user_id"]).first() if item.get("actor_user_id") else None
+    actor = Actor.of(user) if user is not None else Actor.system(item["actor"])
+    source, reason = item["source"], item.get("reason") or ""
+    note = (f"{marker} from the outage queue: requested at {item['requested_at']} while the database was "
+            f"unavailable, applied at {clock.now().isoformat()}. {item.get('detail') or ''}").strip()
+    if item["kind"] == "activate":
+        ref, level = L.ScopeRef.parse(item["scope"]), item["level"]
         current = Scope.objects.filter(kind=ref.kind, key=ref.key).values_list("level", flat=True).first()
         if L.SEVERITY[level] > L.SEVERITY[current or L.RUNNING]:
             result = transition(ref=ref, target=level, actor=actor, source=source, reason=reason,
@@ -135,7 +215,14 @@ def _apply_pending_item(item: dict[str, Any], marker: str) -> None:
                    previous_level=result.level, new_level=result.level,
                    client_address=item.get("client_address"))
             return
-    record(action=Action.ACTIVATE if item.get("kind") == "activate" else Action.REFUSED,
-           outcome=Outcome.NOOP if item.get("kind") == "activate" else Outcome.REFUSED,
-           scope=ref or str(item.get("scope")), actor=actor, source=source, reason=reason, detail=note,
-           requested_level=str(level or "")[:16], client_address=item.get("client_address"))
+        record(action=Action.ACTIVATE, outcome=Outcome.NOOP, scope=ref, actor=actor, source=source, reason=reason,
+               detail=f"{note} Already at {current}.", requested_level=level,
+               client_address=item.get("client_address"))
+        return
+    try:
+        scope: L.ScopeRef | str = L.ScopeRef.parse(item.get("scope"))
+    except L.ScopeError:
+        scope = item.get("scope") or ""
+    record(action=Action.REFUSED, outcome=Outcome.REFUSED, scope=scope, actor=actor, source=source,
+           reason=reason, detail=note, requested_level=(item.get("level") or "")[:16],
+           client_address=item.get("client_address"))

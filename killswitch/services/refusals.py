@@ -8,9 +8,15 @@ never lost silently (at worst it is logged as critical).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db import DatabaseError
 
 from killswitch import domain as L
@@ -62,16 +68,91 @@ def as_typed(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
 
 
+def _window_seconds() -> int:
+    return max(1, int(getattr(settings, "KILLSWITCH_FAILED_ATTEMPTS_WINDOW", 60)))
+
+
+def _counted_as_repeat(error: KillSwitchError, fields: dict[str, Any]) -> bool:
+    """True when an identical refusal (same actor, address, source, attempt, answer and
+    scope) was already recorded in this window: it is counted in Redis instead of
+    becoming one more event, and `flush_repeated_refusals` records the count when the
+    window is over. Cooldown violations are never folded (each is an operator's act);
+    without Redis every refusal is recorded."""
+    from killswitch.distribution.connection import get_redis
+
+    if isinstance(error, CooldownActive):
+        return False
+    window = int(time.time() // _window_seconds())
+    fingerprint = hashlib.sha256(json.dumps(
+        [fields["actor"], fields["client_address"], fields["source"], fields["attempted"], error.code,
+         fields["scope"], error.message], default=str).encode()).hexdigest()[:32]
+    key = f"{L.KEY_REFUSALS}:{window}"
+    try:
+        client = get_redis()
+        pipe = client.pipeline(transaction=True)
+        pipe.hincrby(key, fingerprint, 1)
+        pipe.hsetnx(f"{key}:fields", fingerprint, json.dumps(fields, default=str))
+        pipe.expire(key, 4 * _window_seconds())
+        pipe.expire(f"{key}:fields", 4 * _window_seconds())
+        pipe.sadd(f"{L.KEY_REFUSALS}:windows", window)
+        count = pipe.execute()[0]
+    except (redis.RedisError, OSError):
+        return False
+    return count > 1
+
+
+def flush_repeated_refusals() -> int:
+    """Record one event per refusal repeated within a window that is over: "N more
+    identical refusals". Run by the reconciler; returns the number of events written."""
+    from killswitch.distribution.connection import get_redis
+
+    client = get_redis()
+    current = int(time.time() // _window_seconds())
+    written = 0
+    for raw_window in client.smembers(f"{L.KEY_REFUSALS}:windows"):
+        window = int(raw_window)
+        if window >= current:
+            continue
+        key = f"{L.KEY_REFUSALS}:{window}"
+        counts, described = client.hgetall(key), client.hgetall(f"{key}:fields")
+        start = datetime.fromtimestamp(window * _window_seconds(), UTC)
+        for fingerprint, count in counts.items():
+            if int(count) < 2 or fingerprint not in described:
+                continue
+            fields = json.loads(described[fingerprint])
+            record(action=Action.REFUSED, outcome=Outcome.REFUSED, scope=fields["scope"],
+                   actor=Actor(fields["actor"]), source=fields["source"], reason=fields["reason"],
+                   detail=f"{fields['attempted']}: {fields['message']} (and {int(count) - 1} more identical "
+                          f"refusal(s) between {start:%H:%M:%S} and "
+                          f"{start + timedelta(seconds=_window_seconds()):%H:%M:%S} UTC, counted, not recorded "
+                          "one by one)", requested_level=fields["requested_level"],
+                   client_address=fields["client_address"])
+            written += 1
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(key, f"{key}:fields")
+        pipe.srem(f"{L.KEY_REFUSALS}:windows", raw_window)
+        pipe.execute()
+    return written
+
+
 def refuse(error: KillSwitchError, *, attempted: str, scope: L.ScopeRef | str | None, actor: Actor,
            source: str, reason: str = "", requested_level: str = "",
            client_address: str | None = None) -> KillSwitchError:
-    """Record a refused attempt and return the error (with its event) for the caller to raise."""
+    """Record a refused attempt and return the error (with its event) for the caller to raise.
+
+    A refusal identical to one already recorded in the current window is counted
+    instead (see _counted_as_repeat); its error then carries no event."""
     from .outage import queue_without_database
 
     reason = as_typed(str(reason or ""))
     requested_level = as_typed(str(requested_level or ""))
     if not isinstance(scope, L.ScopeRef):
         scope = as_typed(str(scope or ""))
+    if _counted_as_repeat(error, {"actor": actor.name, "client_address": client_address, "source": source,
+                                  "attempted": attempted, "scope": str(scope), "reason": reason[:MAX_REFUSED_REASON],
+                                  "requested_level": requested_level[:16], "message": error.message}):
+        error.counted_as_repeat = True
+        return error
     try:
         current = ""
         if isinstance(scope, L.ScopeRef):

@@ -22,15 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from killswitch import domain as L
 from killswitch.models import Action, Outcome, Scope
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
 
-from .audit import append_event, lock_head, lock_scope
-from .authorization import ACTIVATE, DEACTIVATE, Actor, missing_role_message, permission_for_change
+from .audit import append_event, bounded_transaction, lock_head, lock_scope
+from .authorization import (
+    ACTIVATE,
+    DEACTIVATE,
+    Actor,
+    lowering_refused_message,
+    missing_role_message,
+    permission_for_change,
+)
 from .errors import (
     CooldownActive,
     DatabaseUnavailable,
@@ -70,9 +77,14 @@ def _cooldown_refusal(row: Scope, ref: L.ScopeRef, now: datetime) -> CooldownAct
         cooldown_until=row.cooldown_until, scope=str(ref))
 
 
+# A resume is never urgent: it waits for a busy database this long (an escalation waits
+# KILLSWITCH_DB_LOCK_TIMEOUT_MS, then takes the Redis path).
+RESUME_LOCK_TIMEOUT_MS = 30_000
+
+
 def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reason: str, action: str,
                client_address: str | None, revert_on_cooldown: bool = False,
-               cooldown_minutes: float | None = None) -> TransitionResult:
+               cooldown_minutes: float | None = None, lock_timeout_ms: int | None = None) -> TransitionResult:
     """Move one scope to `target` under its row lock, applying the cooldown rule.
 
     Exactly one event is appended, in the same transaction: the change (applied), the
@@ -82,7 +94,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
     Raises DatabaseError when the database fails (nothing was committed).
     """
     refusal: KillSwitchError | None = None
-    with transaction.atomic():
+    with bounded_transaction(lock_timeout_ms):
         row = lock_scope(ref)
         head = lock_head()
         now = clock.now()
@@ -100,9 +112,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
                                     row.cooldown_until, row.version, message, event.seq)
         needed = permission_for_change(current, target)
         if needed == DEACTIVATE and not actor.may(DEACTIVATE):
-            refusal = PermissionRefused(
-                f"{actor.name} may not lower {ref} from {current} to {target}; "
-                "the risk_officer role (deactivate permission) is required.")
+            refusal = PermissionRefused(lowering_refused_message(actor, str(ref), current, target))
             common["action"] = Action.REFUSED
         elif needed == DEACTIVATE and row.cooldown_remaining_seconds(now) > 0:
             refusal = _cooldown_refusal(row, ref, now)
@@ -213,7 +223,8 @@ def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reaso
             raise PermissionRefused(missing_role_message(actor.name, DEACTIVATE))
         try:
             return transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
-                              action=Action.DEACTIVATE, client_address=client_address)
+                              action=Action.DEACTIVATE, client_address=client_address,
+                              lock_timeout_ms=RESUME_LOCK_TIMEOUT_MS)
         except DatabaseError:
             raise DatabaseUnavailable(unavailable) from None
     except (PermissionRefused, CooldownActive) as error:

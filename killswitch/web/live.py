@@ -138,8 +138,14 @@ def on_event_committed(sender: Any, event: Any, changed: bool = False, snapshot:
 
 
 
+def on_heartbeat_sent(sender: Any, version: int = 0, **kwargs: Any) -> None:
+    """Receiver for killswitch.runtime.hooks.heartbeat_sent: a liveness ping to every page."""
+    push("ping", {"version": version})
+
+
 def connect() -> None:
-    """Connect the receiver once (idempotent; dispatch_uid guards double imports)."""
-    from killswitch.runtime.hooks import event_committed
+    """Connect the receivers once (idempotent; dispatch_uid guards double imports)."""
+    from killswitch.runtime.hooks import event_committed, heartbeat_sent
 
     event_committed.connect(on_event_committed, dispatch_uid="killswitch.live.push_event")
+    heartbeat_sent.connect(on_heartbeat_sent, dispatch_uid="killswitch.live.push_ping")

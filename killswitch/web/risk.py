@@ -177,7 +177,8 @@ def risk_activate(request: HttpRequest, site: Any) -> HttpResponse:
         return _refused(request, error)
     return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
                    changed=result.changed, version=result.version, seq=result.seq,
-                   cooldown_until=_iso(result.cooldown_until))
+                   cooldown_until=_iso(result.cooldown_until), pending_audit=result.pending_audit,
+                   status=202 if result.pending_audit else 200)
 
 
 @require_POST

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from killswitch.client import KillSwitch, OrderRefused
+from killswitch_client import KillSwitch, OrderRefused
 
 
 def main() -> int:

@@ -141,21 +141,36 @@ KEY_SCOPES = "killswitch:scopes"
 KEY_HEARTBEAT = "killswitch:heartbeat"
 #: List, newest first: recent audit events as JSON (the seed's key).
 KEY_LOG = "risk:kill_switch:log"
-#: Pub/sub channel: state and heartbeat messages.
+#: Pub/sub channel: state and heartbeat messages. A hint to re-read the keys, never the state.
 CHANNEL = "killswitch:updates"
-#: Hash written by trading processes: client_id -> registration JSON.
+#: Stream written by trading processes: their registrations (REGISTRATION_FIELDS) and
+#: clean exits. Append-only, like KEY_ACKS, so a trading host needs no write command that
+#: could change a state key (Redis users: killswitch.distribution.acl).
 KEY_CLIENTS = "killswitch:clients"
-#: Stream written by trading processes: one entry per state version applied.
+CLIENTS_MAXLEN = 100_000
+#: Stream written by trading processes: one entry per state version applied (ACK_FIELDS).
 KEY_ACKS = "killswitch:acks"
 ACKS_MAXLEN = 100_000
 #: List written by the service only: requests applied to Redis while the database was down.
 KEY_PENDING = "killswitch:pending"
+#: Written by the service only: counts of identical refusals, aggregated per window.
+KEY_REFUSALS = "killswitch:refusals"
 #: Fields of KEY_STATE that are not scopes.
 STATE_META_FIELDS: frozenset[str] = frozenset({"version", "updated_at"})
 
 #: Keys a trading process reads, and the ones it writes (Redis ACLs are built from these).
 CLIENT_READ_KEYS: tuple[str, ...] = (KEY_GLOBAL, KEY_STATE, KEY_SCOPES, KEY_HEARTBEAT, KEY_LOG)
 CLIENT_WRITE_KEYS: tuple[str, ...] = (KEY_CLIENTS, KEY_ACKS)
+
+
+def keyspace_channel(db: int = 0) -> str:
+    """The keyspace-notification channel of `trading_switch` in database `db`.
+
+    Published by Redis itself when the server has `notify-keyspace-events K$`: a raw
+    `SET trading_switch kill` then reaches clients at once instead of at their next
+    backstop read. Like CHANNEL, only a hint to re-read.
+    """
+    return f"__keyspace@{db}__:{KEY_GLOBAL}"
 
 
 def levels_of(state: Mapping[str, str]) -> dict[str, str]:
@@ -171,6 +186,59 @@ def version_of(state: Mapping[str, str]) -> int | None:
     except (TypeError, ValueError):
         return None
 
+
+# --- Scope names a client reports that are not switch scopes ---------------------------------
+
+#: The scope a client names when a raw `trading_switch` value is more severe than the state.
+TRADING_SWITCH_SCOPE = "trading_switch"
+#: The scope a client names while it fails closed (the state is unknown).
+CLIENT_SCOPE = "client"
+
+# --- Heartbeat trust -----------------------------------------------------------------------
+
+#: The largest `stale_after` a client believes (the policy default,
+#: `kill_switch.client_stale_after_seconds`). A heartbeat claiming more, or claiming
+#: nothing readable, is held to this bound; clients may raise it by configuration
+#: (`max_stale_after`, env KILLSWITCH_MAX_STALE_AFTER) when the policy is longer.
+DEFAULT_MAX_STALE_AFTER = 5.0
+#: How far in the future a heartbeat's `ts` may be (clock skew between hosts) and still
+#: count as a renewal. A `ts` further ahead renews nothing.
+MAX_CLOCK_SKEW = 1.0
+
+# --- What trading processes write --------------------------------------------------------------
+
+#: The registration JSON a trading process appends to the KEY_CLIENTS stream (entry
+#: fields `client_id` and `registration`) on start, whenever the level it reads changes,
+#: when a dead-man's switch is renewed, and at least every second; on a clean exit it
+#: appends `client_id` and `bye` = "1":
+#:   client_id      "host:pid:random";
+#:   name, host, pid, account, strategy   who the process is ("" when not bound);
+#:   version        the state version it applied (int), or null before the first read;
+#:   level, scope   what it reads now (scope CLIENT_SCOPE while failing closed);
+#:   cause          the fail-closed cause code, or null;
+#:   acked_at, registered_at, last_seen   unix seconds (its wall clock);
+#:   lib            the client library's version;
+#:   market_data    {SYMBOL: unix seconds}: when the process last saw market data for each
+#:                  symbol (input of the stale-data breaker);
+#:   deadman        {name: unix seconds}: when each dead-man's switch was last renewed
+#:                  (input of the dead-man's-switch breaker).
+REGISTRATION_FIELDS: tuple[str, ...] = (
+    "client_id", "name", "host", "pid", "account", "strategy", "version", "level", "scope",
+    "cause", "acked_at", "registered_at", "last_seen", "lib", "market_data", "deadman",
+)
+#: One KEY_ACKS stream entry per state version applied, written right after it took
+#: effect: client_id, version (decimal string), level, acked_at (unix seconds, decimal).
+ACK_FIELDS: tuple[str, ...] = ("client_id", "version", "level", "acked_at")
+
+
+def registration_entry(client_id: str, registration: str) -> dict[str, str]:
+    """One KEY_CLIENTS stream entry: the process' current registration JSON."""
+    return {"client_id": client_id, "registration": registration}
+
+
+def goodbye_entry(client_id: str) -> dict[str, str]:
+    """The KEY_CLIENTS stream entry of a clean exit."""
+    return {"client_id": client_id, "bye": "1"}
 
 # --- Messages ------------------------------------------------------------------------------
 
@@ -191,27 +259,36 @@ def heartbeat_message(ts: float, version: int, stale_after: float) -> str:
     return json.dumps({"type": HEARTBEAT, "ts": ts, "version": version, "stale_after": stale_after})
 
 
+def _finite(value: Any) -> float | None:
+    """A finite number from JSON (a number or a numeric string), else None. Booleans are
+    not numbers here, although Python's float() takes them."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_heartbeat(raw: str | bytes | Mapping[str, Any] | None) -> tuple[float, float | None] | None:
     """(ts, stale_after) of a heartbeat, or None when it is missing or unreadable.
 
     `stale_after` is None when absent. Non-finite or non-numeric values are unreadable
-    (None for ts; None for stale_after) so a reader applies its own bound.
+    (None for ts; None for stale_after, as is a value <= 0) so a reader applies its own
+    bound. Parsing is not trusting: see the client's heartbeat rules (core.HeartbeatTrust).
     """
     if raw is None:
         return None
     try:
         data = json.loads(raw) if isinstance(raw, str | bytes) else raw
-        ts = float(data["ts"])
-    except (ValueError, TypeError, KeyError):
+        ts = _finite(data["ts"])
+        stale = _finite(data.get("stale_after"))
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    if not math.isfinite(ts):
+    if ts is None:
         return None
-    stale: float | None
-    try:
-        stale = float(data.get("stale_after")) if data.get("stale_after") is not None else None
-    except (TypeError, ValueError):
-        stale = None
-    if stale is not None and (not math.isfinite(stale) or stale <= 0):
+    if stale is not None and stale <= 0:
         stale = None
     return ts, stale
 

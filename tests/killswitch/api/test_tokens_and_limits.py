@@ -69,7 +69,9 @@ def test_revoked_token_is_refused_401_and_the_attempt_audited(trader):
     assert "revoked" in response.json()["error"]
     assert Scope.objects.get(kind="global").level == "running"
     event = Event.objects.get()
-    assert (event.action, event.actor, event.client_address) == ("refused", "anonymous", "127.0.0.1")
+    # The refusal names whose token it was, not "anonymous".
+    assert (event.action, event.actor, event.actor_user_id, event.client_address) == (
+        "refused", "tom_trader", trader.pk, "127.0.0.1")
     assert "revoked" in event.detail and event.reason == "Market crash"
     assert _cli("token", "--revoke", key[:11])[0] == 1  # nothing left to revoke
 
@@ -108,8 +110,9 @@ def test_failed_attempts_are_rate_limited_but_a_permitted_activation_never_is(
     assert [r.status_code for r in limited] == [429, 429, 429]
     assert limited[0].json()["code"] == "rate_limited" and int(limited[0]["Retry-After"]) >= 1
     assert "permitted users are never rate limited" in limited[0].json()["error"]
-    # One audit event for the throttled address per window, not one per request.
-    assert Event.objects.filter(action="refused").count() == 4
+    # One audit event for the throttled address per window, not one per request; the two
+    # identical anonymous refusals are one event (the repeat is counted, see below).
+    assert Event.objects.filter(action="refused").count() == 3
     assert Event.objects.order_by("-seq").first().detail.find("Too many failed attempts") >= 0
     # The same address, a permitted user: answered at once.
     response = client_for(trader).post(URL, ACTIVATE, format="json")
@@ -247,3 +250,23 @@ def test_status_read_shows_every_change_at_once(trader, risk_officer, client_for
     # Cooldown remaining is computed per read, not kept.
     first = {s["scope"]: s for s in reader.get(URL).json()["scopes"]}["account:DU1"]
     assert first["cooldown_remaining_seconds"] > 0 and first["cooldown_until"]
+
+
+def test_identical_refusals_are_one_event_per_window_with_their_count(settings, viewer, client_for):
+    """A viewer hammering the history with a bad parameter (1,500 refusal events in 10 s
+    before): one event at once, one more with the count when the window is over."""
+    import time
+
+    from killswitch import services
+
+    settings.KILLSWITCH_FAILED_ATTEMPTS_WINDOW = 1
+    api = client_for(viewer)
+    time.sleep(1 - time.time() % 1)  # start at the beginning of a window
+    answers = {api.get(HISTORY_URL, {"limit": "lots"}).status_code for _ in range(40)}
+    assert answers == {400}
+    assert Event.objects.filter(action="refused").count() == 1
+    time.sleep(1.1)
+    assert services.flush_repeated_refusals() == 1
+    counted = Event.objects.filter(action="refused").order_by("-seq").first()
+    assert "and 39 more identical refusal(s)" in counted.detail and counted.actor == "vera_viewer"
+    assert services.flush_repeated_refusals() == 0  # recorded once

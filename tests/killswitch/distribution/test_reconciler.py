@@ -180,7 +180,7 @@ def test_levels_that_no_event_explains_are_an_alert_and_are_undone(reconciler, r
     wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt")
     redis_client.hset("killswitch:state", "account:DU1", "running")
     alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
-    assert "no event explains" in alert.detail and "account:DU1=running" in alert.detail
+    assert "other levels than the database" in alert.detail and "account:DU1=running" in alert.detail
     wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt", timeout=10)
 
 
@@ -198,3 +198,20 @@ def test_a_contract_key_of_the_wrong_type_is_an_alert_and_is_rewritten(reconcile
     wait_for(lambda: redis_client.type(key) == ("string" if key == "trading_switch" else
                                                 "hash" if key == "killswitch:state" else "list"), timeout=10)
     assert redis_client.get("trading_switch") == "halt"
+
+
+def test_with_redis_resume_off_a_resume_written_to_redis_is_reverted_even_after_the_cooldown(
+        reconciler, redis_client, trader, set_policy):
+    set_policy(redis_resume=False)
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    wait_for(lambda: redis_client.get("trading_switch") == "halt")
+    clock.advance(minutes=61)
+    redis_client.set("trading_switch", "running")
+    refused = wait_for(lambda: _events(action="refused", source="redis"), timeout=10)[0]
+    assert refused.outcome == "reverted" and "kill_switch.redis_resume is false" in refused.detail
+    wait_for(lambda: redis_client.get("trading_switch") == "halt", timeout=10)
+    assert Scope.objects.get(kind="global").level == "halt"
+    # an escalation written to Redis still works
+    redis_client.set("trading_switch", "kill")
+    wait_for(lambda: Scope.objects.get(kind="global").level == "kill", timeout=10)

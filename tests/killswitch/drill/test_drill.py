@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from brokers import config as broker_config
+from brokers import drill as broker_drill
 from brokers.models import BrokerRun, PaperOrder, PaperPosition
-from killswitch import drill
 from killswitch.models import Event, Scope
 
 ROOT = Path(settings.BASE_DIR)
@@ -86,7 +86,7 @@ def test_drill_kills_the_drill_account_measures_everything_and_resumes(policy_fi
     assert ("order", "NVDA", "BUY", "cancelled") in outcomes
     assert ("position", "AAPL", "SELL", "filled") in outcomes  # the long closed
     assert ("position", "TSLA", "BUY", "filled") in outcomes   # the short closed
-    assert len([o for o in report["orders"] if o["kind"] == "order"]) == len(drill.ORDERS)
+    assert len([o for o in report["orders"] if o["kind"] == "order"]) == len(broker_drill.ORDERS)
     [run] = BrokerRun.objects.filter(account="DRILL01")
     assert (run.level, run.state) == ("kill", "completed")
     # The audit trail: kill, the refused early resume, the resume; nothing on any other scope.

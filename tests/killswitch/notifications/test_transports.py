@@ -39,16 +39,6 @@ def test_telegram_enabled_without_token_is_a_recorded_permanent_failure(monkeypa
     assert row.attempt_rows.get().permanent
 
 
-def test_telegram_url_is_built_from_the_environment_and_masked(monkeypatch):
-    from killswitch.notifications.telegram import TelegramTransport
-
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ")
-    monkeypatch.setenv("TELEGRAM_CHAT_ID", "-100200300")
-    transport = TelegramTransport()
-    assert transport.url == "tgram://123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ/-100200300"
-    assert transport.target.startswith("tgram://") and "AAbbCC" not in transport.target
-
-
 def test_channels_come_from_config_and_notify_urls_without_duplicates(monkeypatch):
     import dataclasses
 

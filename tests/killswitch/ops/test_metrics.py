@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.db.models import Count
+from killswitch_client.contract import registration_entry
 from rest_framework.test import APIClient
 
 from brokers import demo as demo_data
@@ -22,6 +23,7 @@ from killswitch.ops import hooks
 from killswitch.ops.hooks import BreakerReading
 from killswitch.services.acknowledgements import ingest_acknowledgements
 from killswitch.services.tokens import issue_token
+from tests.conftest import wait_for
 
 from .conftest import samples, value
 
@@ -97,10 +99,10 @@ def test_transition_counts_equal_a_count_of_every_event_scrape_after_scrape(scra
 def register_client(redis_client, client_id: str, *, cause: str | None = None) -> None:
     """A trading process, as the README's contract tells one in any language to register."""
     now = time.time()
-    redis_client.hset(L.KEY_CLIENTS, client_id, json.dumps({
+    redis_client.xadd(L.KEY_CLIENTS, registration_entry(client_id, json.dumps({
         "client_id": client_id, "name": client_id, "host": "desk-3", "pid": 4242, "account": "DU1",
         "strategy": "momo", "version": None, "level": "halt" if cause else "running", "scope": "global",
-        "cause": cause, "acked_at": None, "registered_at": now - 5, "last_seen": now, "lib": "test"}))
+        "cause": cause, "acked_at": None, "registered_at": now - 5, "last_seen": now, "lib": "test"})))
 
 
 def test_propagation_and_clients_from_real_acknowledgements(scrape, trader, redis_client):
@@ -123,7 +125,9 @@ def test_propagation_and_clients_from_real_acknowledgements(scrape, trader, redi
     assert value(found, "killswitch_clients", state="late") == 0
 
 
-def test_deliveries_heartbeat_readiness_breakers_and_policy(scrape, trader, reconciler, monkeypatch):
+def test_deliveries_heartbeat_readiness_breakers_and_policy(scrape, trader, reconciler, redis_client,
+                                                            monkeypatch):
+    wait_for(lambda: redis_client.get(L.KEY_HEARTBEAT), timeout=10)  # the reconciler's first round
     result = services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
     event = Event.objects.get(seq=result.seq)
     for channel, status in (("a", NotificationStatus.SENT), ("b", NotificationStatus.SENT),

@@ -103,3 +103,52 @@ async def test_run_and_ack_pushes_reach_the_page_and_page_messages_change_nothin
     await communicator.send_to(text_data='{"type": "ping"}')
     assert (await communicator.receive_json_from(timeout=5))["kind"] == "pong"
     await communicator.disconnect()
+
+
+@pytest.mark.parametrize("how", ["logout", "deactivated", "role removed"])
+async def test_a_page_whose_person_lost_access_is_closed_within_seconds(viewer, how):
+    """The reconciler's liveness pings make the consumer re-read the session and roles."""
+    from django.contrib.auth.models import Group
+    from django.contrib.sessions.models import Session
+
+    from killswitch.web.consumers import CLOSED_NO_LONGER_PERMITTED, RECHECK_SECONDS
+
+    cookie = await session_cookie(viewer)
+    communicator, connected = await open_socket(cookie)
+    assert connected
+    await communicator.receive_json_from(timeout=5)  # hello
+
+    @database_sync_to_async
+    def take_access_away() -> None:
+        if how == "logout":
+            Session.objects.all().delete()
+        elif how == "deactivated":
+            type(viewer).objects.filter(pk=viewer.pk).update(is_active=False)
+        else:
+            viewer.groups.remove(Group.objects.get(name="viewer"))
+
+    await take_access_away()
+    closed = None
+    for _ in range(int(RECHECK_SECONDS / 0.25) + 20):
+        await sync_to_async(live.push)("ping", {"version": 0})
+        output = await communicator.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            closed = output
+            break
+        await sync_to_async(__import__("time").sleep)(0.25)
+    assert closed is not None and closed["code"] == CLOSED_NO_LONGER_PERMITTED
+    await communicator.disconnect()
+
+
+async def test_a_page_that_keeps_its_access_stays_open(viewer):
+    from killswitch.web.consumers import RECHECK_SECONDS
+
+    communicator, connected = await open_socket(await session_cookie(viewer))
+    assert connected
+    await communicator.receive_json_from(timeout=5)
+    for _ in range(int(RECHECK_SECONDS / 0.25) + 4):
+        await sync_to_async(live.push)("ping", {"version": 0})
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["kind"] == "ping"
+        await sync_to_async(__import__("time").sleep)(0.25)
+    await communicator.disconnect()
