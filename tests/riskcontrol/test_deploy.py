@@ -95,3 +95,31 @@ def test_the_systemd_units_verify(tmp_path):
                               text=True, cwd=tmp_path, timeout=60)
         problems = [line for line in done.stderr.splitlines() if "EnvironmentFile" not in line]
         assert done.returncode == 0 and problems == [], f"{unit.name}: {done.stderr}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(client, monkeypatch, reconciler, redis_client):
+    import json
+    import re
+
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from killswitch.ops import hooks
+
+    monkeypatch.setitem(hooks._breakers, "one", lambda: [hooks.BreakerReading("loss", "loss", "global", False, 1.0)])
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"), timeout=10)
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    exported = {family.name for family in text_string_to_metric_families(text)}  # declared, even without samples
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "killswitch.json").read_text())
+    expressions += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", name)
+            for expr in expressions for name in re.findall(r"\bkillswitch_[a-z_]+", expr)}
+    assert used and used - exported == set()
+    # Every figure the issue asks for (counters without their _total, as families are named).
+    assert {"killswitch_scope_level", "killswitch_transitions", "killswitch_propagation_seconds",
+            "killswitch_clients", "killswitch_broker_runs", "killswitch_broker_actions",
+            "killswitch_notifications", "killswitch_heartbeat_age_seconds", "killswitch_breaker_state",
+            "killswitch_breaker_value", "killswitch_state_version"} <= exported
