@@ -8,6 +8,10 @@
    by another API client; global HALT (one reqGlobalCancel) against an account HALT
    (order by order, throttled to 40 messages/s). Goal: global <= 1 s. The
    order-by-order time is the baseline measured in the same run.
+3. Fake IB gateway: account KILL of 200 positions across four secTypes (50 each of
+   FUT, OPT, CASH, CRYPTO, each closed on its own contract qualified by conId),
+   activation -> verified flat, next to the same kill of 200 stock positions (the
+   baseline); pacing violations counted by the gateway (must be 0).
 
 Everything runs on a private SQLite file, an embedded Redis and a worker subprocess.
 """
@@ -30,6 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--paper-orders", type=int, default=10_000)
     parser.add_argument("--ib-orders", type=int, default=1_000)
+    parser.add_argument("--ib-positions", type=int, default=200)
     args = parser.parse_args()
 
     import yaml
@@ -62,6 +67,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "--loglevel=WARNING",
+         "-Q", "broker",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=BASE, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -80,10 +86,10 @@ def run(args, gateway, worker) -> int:
     from brokers.models import TERMINAL_STATES, BrokerRun, PaperOrder
     from killswitch import services as ks
 
-    def activate_and_wait(scope: str) -> float:
+    def activate_and_wait(scope: str, level: str = "halt") -> float:
         before = BrokerRun.objects.order_by("-id").values_list("id", flat=True).first() or 0
         start = time.perf_counter()
-        ks.activate(scope=scope, level="halt", reason="bench", actor="cli:bench", source="cli")
+        ks.activate(scope=scope, level=level, reason="bench", actor="cli:bench", source="cli")
         while True:
             runs = list(BrokerRun.objects.filter(id__gt=before).values_list("state", flat=True))
             if runs and all(s in TERMINAL_STATES for s in runs):
@@ -127,9 +133,49 @@ def run(args, gateway, worker) -> int:
           f"40 msg/s) -> verified: {by_order_s:.3f} s")
     print(f"ratio order-by-order / global: {by_order_s / global_s:.1f}x; pacing violations: "
           f"{gateway.pacing_violations}; left working: {len(working)}")
-    ok = paper_s <= 1.0 and global_s <= 1.0 and not working and not left
+    stock_s, mixed_s, flat = kill_positions(gateway, args.ib_positions, activate_and_wait)
+    ok = paper_s <= 1.0 and global_s <= 1.0 and not working and not left and flat
+    ok = ok and gateway.pacing_violations == 0
     print("goals met" if ok else "goals NOT met")
     return 0 if ok else 1
+
+
+def kill_positions(gateway, count: int, activate_and_wait) -> tuple[float, float, bool]:
+    """KILL of `count` stock positions (baseline), then of `count` positions across
+    FUT, OPT, CASH and CRYPTO; each from activation to the run verified flat."""
+    account = "DU333333"
+    for i in range(count):
+        gateway.set_position(account, f"S{i:03d}", 10 + i % 7, 50.0)
+    stock_s = activate_and_wait(f"account:{account}", "kill")
+    stock_flat = not gateway.positions()
+    sent_before = len(gateway.placed_orders)
+    per = count // 4
+    kinds = {
+        "FUT": lambda i: dict(symbol=f"F{i:02d}", exchange="CME", multiplier="50", last_trade_date="20271217",
+                              local_symbol=f"F{i:02d}Z7"),
+        "OPT": lambda i: dict(symbol="AAPL", exchange="SMART", multiplier="100", last_trade_date="20271217",
+                              strike=100.0 + i, right="C" if i % 2 else "P"),
+        "CASH": lambda i: dict(symbol=f"C{i:02d}", exchange="IDEALPRO"),
+        "CRYPTO": lambda i: dict(symbol=f"K{i:02d}", exchange="PAXOS"),
+    }
+    con_id = 800_000_000
+    for n, (sec_type, fields) in enumerate(kinds.items()):
+        for i in range(per):
+            con_id += 1
+            gateway.add_contract(con_id, sec_type=sec_type, **fields(i))
+            gateway.set_price(con_id, 10.0 + i)
+            qty = (25_000 if sec_type == "CASH" else 0.5 if sec_type == "CRYPTO" else 1 + i % 5)
+            gateway.set_position(account, con_id, qty if (i + n) % 2 else -qty, 10.0)
+    mixed_s = activate_and_wait(f"account:{account}", "kill")
+    left = gateway.positions()
+    closing = [p for p in gateway.placed_orders[sent_before:] if p["order_ref"].startswith("ks-close-")]
+    wrong = [p for p in closing if p["con_id"] != p["requested_con_id"] or p["outcome"] != "filled"]
+    print(f"fake IB gateway: kill of {count} stock positions -> verified flat: {stock_s:.3f} s")
+    print(f"fake IB gateway: kill of {per * 4} positions across FUT, OPT, CASH, CRYPTO (closed by conId) -> "
+          f"verified flat: {mixed_s:.3f} s ({mixed_s / stock_s:.2f}x the stock-only kill); "
+          f"{len(closing)} closing orders, {len(wrong)} not filled on their own contract; "
+          f"{len(left)} positions left; pacing violations: {gateway.pacing_violations}")
+    return stock_s, mixed_s, stock_flat and not left and not wrong
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def main() -> int:
                       "riskcontrol.asgi:application"])
         start("reconciler", [sys.executable, "manage.py", "killswitch", "reconcile"])
         start("worker", [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo",
-                         "--loglevel", "WARNING", "-n", f"bench-load-{os.getpid()}@%h"])
+                         "-Q", "broker,notify", "--loglevel", "WARNING", "-n", f"bench-load-{os.getpid()}@%h"])
         deadline = time.monotonic() + 60
         while True:
             try:

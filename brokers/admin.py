@@ -34,7 +34,8 @@ class ActionInline(admin.TabularInline):
     model = BrokerAction
     extra = 0
     can_delete = False
-    fields = ["action", "broker_order_id", "client_ref", "symbol", "strategy", "side", "quantity",
+    fields = ["action", "broker_order_id", "client_ref", "symbol", "instrument", "position_key", "strategy", "side",
+              "quantity",
               "filled_quantity", "outcome", "attempts", "detail", "finished_at"]
     readonly_fields = fields
 
@@ -60,14 +61,15 @@ class BrokerActionAdmin(ReadOnlyAdmin):
 
 @admin.register(PaperOrder)
 class PaperOrderAdmin(ReadOnlyAdmin):
-    list_display = ["id", "account", "side", "quantity", "symbol", "order_type", "limit_price", "filled_quantity",
+    list_display = ["id", "account", "side", "quantity", "symbol", "asset_class", "order_type", "limit_price",
+                    "filled_quantity",
                     "status", "strategy"]
     list_filter = ["status", "account", "strategy"]
 
 
 @admin.register(PaperPosition)
 class PaperPositionAdmin(ReadOnlyAdmin):
-    list_display = ["account", "symbol", "quantity", "avg_cost", "updated_at"]
+    list_display = ["account", "symbol", "asset_class", "quantity", "avg_cost", "updated_at"]
 
 
 admin.site.register(PaperAccount, ReadOnlyAdmin)

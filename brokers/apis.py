@@ -40,6 +40,12 @@ class ActionSerializer(serializers.Serializer):
     broker_order_id = serializers.CharField()
     client_ref = serializers.CharField()
     symbol = serializers.CharField()
+    instrument = serializers.DictField(child=serializers.CharField(), help_text=(
+        "The whole instrument: kind (IB secType / paper asset class), symbol, broker_key (IB conId), "
+        "exchange, primary_exchange, currency, multiplier, expiry, strike, right, local_symbol, "
+        "trading_class (set fields only; empty on rows older than instruments)"))
+    instrument_label = serializers.CharField()
+    position_key = serializers.CharField(help_text="What a close acts on: the instrument key (and ticket)")
     strategy = serializers.CharField()
     side = serializers.CharField()
     quantity = serializers.CharField(help_text="Decimal as a string")

@@ -15,6 +15,7 @@ class BrokersConfig(AppConfig):
         the Risk page's broker runs panel, the drill's broker steps, the sweep process,
         and what the Telegram bot shows (runs, what a kill would close, what is open).
         The dependency runs one way: brokers imports killswitch, never the reverse."""
+        from django.conf import settings
         from django.db.models.signals import post_migrate
 
         from killswitch import cli
@@ -35,6 +36,16 @@ class BrokersConfig(AppConfig):
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
         drill_hooks.register(PaperDrill())
         chat_hooks.register(chat_hooks.BrokerViews(chat.recent_runs, chat.kill_would_close, chat.still_open))
+        from killswitch.selectors import open_items
+
+        from . import open_items as broker_open_items
+
+        open_items.register("broker", broker_open_items.orders_and_positions)
+        open_items.register("runs", broker_open_items.runs)
+        processes.register(processes.Process(
+            "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
+                              "INFO", "--concurrency", "2", "-n", "broker@%h"),
+            "Celery worker for the broker queue: runs (cancel, flatten, verify)"))
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))

@@ -57,11 +57,16 @@ class RunPolicy:
     verify_rounds: int = 3
     # A worker holds a run this long per step; a killed worker's run is resumed after it.
     lease_seconds: float = 30.0
+    # The longest a broker's position report may trail its fills: within it, a position
+    # whose closing orders filled is never closed again from the report alone.
+    position_report_lag_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
 class SweepPolicy:
     interval_seconds: float = 1.0
+    # A run no worker has taken (or held) this long past its due time raises an alert.
+    stall_alert_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -174,9 +179,9 @@ def parse_brokers_config(raw: Any) -> BrokersConfig:
             seen[account] = f"brokers.ib.connections[{i}]"
     runs = _mapping("brokers.runs", raw.get("runs"))
     _known("brokers.runs", runs, {"max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds",
-                                  "verify_rounds", "lease_seconds"})
+                                  "verify_rounds", "lease_seconds", "position_report_lag_seconds"})
     sweep = _mapping("brokers.sweep", raw.get("sweep"))
-    _known("brokers.sweep", sweep, {"interval_seconds"})
+    _known("brokers.sweep", sweep, {"interval_seconds", "stall_alert_seconds"})
     return BrokersConfig(
         paper_accounts=paper_accounts,
         ib_connections=conns,
@@ -188,9 +193,13 @@ def parse_brokers_config(raw: Any) -> BrokersConfig:
                                               runs.get("retry_backoff_max_seconds", 30.0), 0.01, 3600),
             verify_rounds=_number("brokers.runs.verify_rounds", runs.get("verify_rounds", 3), 1, 100, integer=True),
             lease_seconds=_number("brokers.runs.lease_seconds", runs.get("lease_seconds", 30.0), 1, 3600),
+            position_report_lag_seconds=_number("brokers.runs.position_report_lag_seconds",
+                                                runs.get("position_report_lag_seconds", 30.0), 1, 3600),
         ),
         sweep=SweepPolicy(
             interval_seconds=_number("brokers.sweep.interval_seconds", sweep.get("interval_seconds", 1.0), 0.05, 60),
+            stall_alert_seconds=_number("brokers.sweep.stall_alert_seconds",
+                                        sweep.get("stall_alert_seconds", 30.0), 1, 3600),
         ),
     )
 

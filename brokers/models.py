@@ -28,9 +28,12 @@ class RunState(models.TextChoices):
     VERIFYING = "verifying", "Verifying"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+    # The switch was lifted (or lowered below halt) before the run finished: it sent
+    # nothing more from that moment on.
+    SUPERSEDED = "superseded", "Superseded (switch lifted)"
 
 
-TERMINAL_STATES = (RunState.COMPLETED, RunState.FAILED)
+TERMINAL_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.SUPERSEDED)
 
 
 class BrokerRun(models.Model):
@@ -53,6 +56,8 @@ class BrokerRun(models.Model):
     notes = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
     alert_event_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    # The alert raised when no worker took the run in time (raised once).
+    stall_alert_seq = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +106,9 @@ class ActionOutcome(models.TextChoices):
     REJECTED = "rejected", "Rejected"
     ERROR = "error", "Error"
     SKIPPED = "skipped", "Left for manual management"
+    # A position the adapter cannot close as itself (expired contract, unsupported
+    # security type): nothing was sent; an alert says so.
+    UNCLOSABLE = "unclosable", "Cannot be closed at market (manual action needed)"
 
 
 OPEN_OUTCOMES = (ActionOutcome.PENDING, ActionOutcome.SENDING, ActionOutcome.SUBMITTED)
@@ -112,6 +120,13 @@ class BrokerAction(models.Model):
     `key` identifies what the action is about: the broker order id for a cancel,
     the closing order's client reference for a close. Unique per run, so a retried
     step updates the row instead of acting twice.
+
+    `instrument` is the whole instrument (base.Instrument.as_dict(); empty on rows
+    written before instruments were stored: those read by `symbol`). A close belongs
+    to a leg: the closing orders sent for one position (`position_key`) against one
+    reading of it (`basis`, the signed quantity the leg set out to close; `leg`, the
+    reference of the leg's first order). What is left to close is `basis` less the
+    fills of the leg's orders, as the broker reports them.
     """
 
     run = models.ForeignKey(BrokerRun, on_delete=models.CASCADE, related_name="actions")
@@ -121,6 +136,10 @@ class BrokerAction(models.Model):
     broker_order_id = models.CharField(max_length=64, blank=True, default="")
     client_ref = models.CharField(max_length=128, blank=True, default="")
     symbol = models.CharField(max_length=32, blank=True, default="")
+    instrument = models.JSONField(default=dict, blank=True)
+    position_key = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    leg = models.CharField(max_length=128, blank=True, default="")
+    basis = models.DecimalField(**QTY, null=True, blank=True)
     strategy = models.CharField(max_length=64, blank=True, default="")
     side = models.CharField(max_length=4, blank=True, default="")
     quantity = models.DecimalField(**QTY, default=0)
@@ -146,12 +165,30 @@ class BrokerAction(models.Model):
 class PaperAccount(models.Model):
     code = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # While set, position reports show the positions as of this moment (fills after it
+    # are not reported yet), as a real broker's position reports trail its fills.
+    reports_held_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["code"]
 
     def __str__(self) -> str:
         return self.code
+
+
+class AssetClass(models.TextChoices):
+    """What a paper instrument is; with the symbol, its identity (an AAPL stock and an
+    AAPL option are different instruments)."""
+
+    STOCK = "stock", "Stock / ETF"
+    FUTURE = "future", "Future"
+    OPTION = "option", "Option"
+    FX = "fx", "FX (quantity in base currency)"
+    CFD = "cfd", "CFD"
+    CRYPTO = "crypto", "Crypto"
+    BOND = "bond", "Bond"
+    # Redeemed at the end-of-day NAV, never sold at market: a kill cannot close it.
+    FUND = "fund", "Mutual fund"
 
 
 class PaperOrderStatus(models.TextChoices):
@@ -171,6 +208,7 @@ class PaperOrder(models.Model):
     client_order_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
     strategy = models.CharField(max_length=64, blank=True, default="", db_index=True)
     symbol = models.CharField(max_length=32)
+    asset_class = models.CharField(max_length=8, choices=AssetClass.choices, default=AssetClass.STOCK)
     side = models.CharField(max_length=4)  # BUY / SELL
     order_type = models.CharField(max_length=3, default="LMT")  # LMT / MKT
     quantity = models.DecimalField(**QTY)
@@ -197,22 +235,28 @@ class PaperOrder(models.Model):
 class PaperPosition(models.Model):
     account = models.ForeignKey(PaperAccount, on_delete=models.PROTECT, related_name="positions")
     symbol = models.CharField(max_length=32)
+    asset_class = models.CharField(max_length=8, choices=AssetClass.choices, default=AssetClass.STOCK)
     quantity = models.DecimalField(**QTY, default=0)  # signed
     avg_cost = models.DecimalField(**PRICE, default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["account", "symbol"]
-        constraints = [models.UniqueConstraint(fields=["account", "symbol"], name="paperposition_account_symbol")]
+        ordering = ["account", "symbol", "asset_class"]
+        constraints = [models.UniqueConstraint(fields=["account", "symbol", "asset_class"],
+                                               name="paperposition_account_instrument")]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.symbol} {self.quantity}"
 
 
 class PaperPrice(models.Model):
-    symbol = models.CharField(max_length=32, unique=True)
+    symbol = models.CharField(max_length=32)
+    asset_class = models.CharField(max_length=8, choices=AssetClass.choices, default=AssetClass.STOCK)
     price = models.DecimalField(**PRICE)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["symbol", "asset_class"], name="paperprice_instrument")]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.price}"

@@ -8,7 +8,7 @@ from typing import Any
 from killswitch import domain as L
 
 from .models import BrokerRun
-from .selectors import plain
+from .selectors import instrument_of, plain
 
 RECENT_RUNS = 5
 
@@ -27,7 +27,9 @@ def recent_runs() -> list[dict[str, Any]]:
         "notes": r.notes, "created_at": _iso(r.created_at), "finished_at": _iso(r.finished_at),
         "actions": [
             {"action": a.action, "account": a.account, "broker_order_id": a.broker_order_id,
-             "symbol": a.symbol, "side": a.side, "quantity": plain(a.quantity),
+             # The page shows `symbol`: the whole instrument, so an option never reads as its stock.
+             "symbol": instrument_of(a).label or a.symbol, "instrument": instrument_of(a).as_dict(),
+             "side": a.side, "quantity": plain(a.quantity),
              "filled_quantity": plain(a.filled_quantity), "outcome": a.outcome, "detail": a.detail}
             for a in sorted(r.actions.all(), key=lambda a: a.pk)
         ],

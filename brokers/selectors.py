@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from .adapters.base import Instrument
 from .models import BrokerAction, BrokerRun, PaperOrder, PaperPosition, PaperPrice
 
 MAX_PAGE = 200
@@ -38,11 +39,18 @@ def run(run_id: int) -> BrokerRun | None:
     return BrokerRun.objects.filter(pk=run_id).prefetch_related("actions").first()
 
 
+def instrument_of(action: BrokerAction) -> Instrument:
+    """The action's instrument; rows written before instruments were stored read by symbol."""
+    return Instrument.from_dict(action.instrument, symbol=action.symbol)
+
+
 def action_as_dict(action: BrokerAction) -> dict[str, Any]:
     return {
         "id": action.pk, "action": action.action, "account": action.account,
         "broker_order_id": action.broker_order_id, "client_ref": action.client_ref,
-        "symbol": action.symbol, "strategy": action.strategy, "side": action.side,
+        "symbol": action.symbol, "instrument": instrument_of(action).as_dict(),
+        "instrument_label": instrument_of(action).label, "position_key": action.position_key,
+        "strategy": action.strategy, "side": action.side,
         "quantity": plain(action.quantity), "filled_quantity": plain(action.filled_quantity),
         "outcome": action.outcome, "detail": action.detail, "attempts": action.attempts,
         "created_at": action.created_at, "updated_at": action.updated_at, "finished_at": action.finished_at,

@@ -21,6 +21,7 @@ class KillswitchConfig(AppConfig):
     def ready(self) -> None:
         # Validate the policy at start-up: a bad file stops the process here,
         # naming the key, the value and what is expected.
+        from django.conf import settings
         from django.db.models.signals import post_migrate
 
         from .chat import admin as _chat_admin  # noqa: F401 - the Telegram link on the user's page
@@ -46,9 +47,10 @@ class KillswitchConfig(AppConfig):
         for process in (
             processes.Process("web", ("daphne", "-b", "127.0.0.1", "-p", "{port}", "riskcontrol.asgi:application"),
                               "HTTP (admin dashboard, REST API) and WebSocket (live Risk page)"),
-            processes.Process("worker", ("celery", "-A", "riskcontrol", "worker", "--loglevel", "INFO",
-                                         "--concurrency", "2", "-n", "killswitch@%h"),
-                              "Celery worker: broker work (cancel, flatten, verify) and notifications"),
+            # The broker work's own worker is registered by the brokers app.
+            processes.Process("notify-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.NOTIFY_QUEUE,
+                                                "--loglevel", "INFO", "--concurrency", "2", "-n", "notify@%h"),
+                              "Celery worker for the notify queue: notification deliveries"),
             processes.Process("reconciler", (processes.PYTHON, "manage.py", "killswitch", "reconcile"),
                               "keeps Redis equal to the database, audits out-of-band writes, heartbeat"),
             processes.Process("telegram", (processes.PYTHON, "manage.py", "killswitch", "telegram", "run"),

@@ -34,6 +34,12 @@ class KillSwitchPolicy:
     ack_timeout_seconds: float = 5.0
     # The seed's RESET: `redis-cli SET trading_switch running` resumes, after the cooldown.
     redis_resume: bool = True
+    # Resuming is a decision: with 2, a risk officer's resume is a request that a second,
+    # different risk officer approves within resume_request_minutes (services.resumes).
+    resume_approvals: int = 1
+    resume_request_minutes: float = 15
+    # Refuse a resume while a broker run in the scope is unfinished or failed.
+    resume_requires_clean_runs: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,10 @@ _NUMBER_RULES: dict[str, tuple[float, float]] = {
     "log_max_entries": (1, 1_000_000),
     "max_reason_length": (1, 100_000),
     "ack_timeout_seconds": (0.1, 3600),
+    "resume_approvals": (1, 2),
+    "resume_request_minutes": (1, 24 * 60),
 }
-_INT_KEYS = {"log_max_entries", "max_reason_length"}
+_INT_KEYS = {"log_max_entries", "max_reason_length", "resume_approvals"}
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
@@ -81,12 +89,15 @@ def _kill_switch_section(raw: Any, path: str) -> KillSwitchPolicy:
         dotted = f"kill_switch.{key}"
         if key not in known:
             raise _bad(path, dotted, value, f"one of the known keys: {', '.join(sorted(known))}")
-        if key in ("http_enabled", "telegram_enabled", "redis_resume"):
+        if key in ("http_enabled", "telegram_enabled", "redis_resume", "resume_requires_clean_runs"):
             if not isinstance(value, bool):
                 raise _bad(path, dotted, value, "true or false")
         elif key == "default_level":
             if value not in ("pause", "halt", "kill"):
                 raise _bad(path, dotted, value, "one of pause, halt, kill")
+        elif key == "resume_approvals":
+            if isinstance(value, bool) or value not in (1, 2):
+                raise _bad(path, dotted, value, "1 (one risk officer resumes) or 2 (a second one approves)")
         else:
             low, high = _NUMBER_RULES[key]
             if isinstance(value, bool) or not isinstance(value, int | float):

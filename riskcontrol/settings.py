@@ -48,6 +48,28 @@ CSRF_TRUSTED_ORIGINS = envlist(
     "CSRF_TRUSTED_ORIGINS", [f"http://localhost:{PORT}", f"http://127.0.0.1:{PORT}"]
 )
 
+# --- HTTPS in production (README: Production) -----------------------------------------
+# SECURE_HTTPS=true: the service is reached over TLS (directly or behind NUM_PROXIES
+# reverse proxies that terminate it): HSTS, the redirect to https, cookies sent only
+# over TLS, and the proxies' X-Forwarded-Proto trusted to tell which scheme was used.
+SECURE_HTTPS = envbool("SECURE_HTTPS", False)
+if SECURE_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # The health and metrics endpoints answer on plain HTTP too (load balancers, scrapers).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    if envint("NUM_PROXIES", 0) > 0:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# A request body above this answers 413 (the API's error shape); an activation is ~200 bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576)
+
 INSTALLED_APPS = [
     "daphne",
     "killswitch.apps.RiskAdminConfig",  # django.contrib.admin with the Risk page
@@ -153,6 +175,16 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60),
                                    **(_broker_options if not envstr("CELERY_BROKER_URL") else {})}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Two queues, each with its own workers: broker work (runs, sweep work) must never wait
+# behind a slow notification channel (apprise waits up to 10 s per try).
+BROKER_QUEUE = "broker"
+NOTIFY_QUEUE = "notify"
+CELERY_TASK_ROUTES = {
+    "brokers.*": {"queue": BROKER_QUEUE},
+    "killswitch.notifications.*": {"queue": NOTIFY_QUEUE},
+}
+# A task nobody routed goes where a worker always listens.
+CELERY_TASK_DEFAULT_QUEUE = BROKER_QUEUE
 
 CHANNEL_LAYERS = {
     "default": {
@@ -203,6 +235,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["killswitch.api.parsers.ShallowJSONParser"],
     # One error shape for every error: {"error": "...", "code": "...", ...}.
     "EXCEPTION_HANDLER": "killswitch.api.errors.exception_handler",
 }

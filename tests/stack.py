@@ -29,7 +29,9 @@ class Stack:
         "web": lambda port: [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                              "riskcontrol.asgi:application"],
         "reconciler": lambda port: [PY, "manage.py", "killswitch", "reconcile"],
+        # One worker for both queues: the drills count on broker runs and notifications.
         "worker": lambda port: [str(BIN / "celery"), "-A", "riskcontrol", "worker", "--pool=solo",
+                                "-Q", "broker,notify",
                                 "--loglevel", "WARNING", "-n", f"drill{port}@%h"],
         "sweep": lambda port: [PY, "manage.py", "killswitch", "sweep"],
         # Two daphne processes sharing one listening socket (riskcontrol/serve.py).

@@ -31,6 +31,17 @@ def broker_of(account: str) -> str:
     return kind
 
 
+def session_key(account: str) -> str:
+    """Accounts that share one broker session (IB: one connection, one client id per
+    purpose) share one key: a caller keeping adapters open (the sweep loop) keeps one
+    per key, since a second session with the same IB client id is refused."""
+    kind = broker_of(account)
+    if kind == IB:
+        conn = brokers_config().ib_connection_for(account)
+        return f"{IB}:{conn.name}" if conn else f"{IB}:{account}"
+    return kind
+
+
 def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
     """A new adapter for `account`'s broker. `purpose` picks the IB client id (runs and
     the sweep loop are separate processes and need separate sessions).
@@ -52,4 +63,4 @@ def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
     return cls()
 
 
-__all__ = ["BrokerAdapter", "BrokerError", "BrokerScope", "REGISTRY", "adapter_for", "broker_of"]
+__all__ = ["BrokerAdapter", "BrokerError", "BrokerScope", "REGISTRY", "adapter_for", "broker_of", "session_key"]

@@ -2,18 +2,32 @@
 
 An adapter lists working orders and positions in a scope (one account, optionally
 narrowed to a strategy or a symbol), cancels one order, cancels all in a scope,
-and closes one position at market. Every failure is raised as BrokerError, whose
-`retryable` says whether trying again can help (a dropped connection: yes; an
-account the broker does not know: no).
+closes one position at market on its own instrument, finds a closing order again by
+its reference, and lists the account's executions. Every failure is raised as
+BrokerError, whose `retryable` says whether trying again can help (a dropped
+connection: yes; an account the broker does not know: no).
 
-Adapters hold no rules about levels or runs: those live in brokers.services.
+Instruments: every position and order carries the whole `Instrument` it is in, as the
+broker names it. Its `key` is the identity the runs close by (IB: secType and conId;
+paper: asset class and symbol; MetaTrader 5: the symbol), never the symbol alone:
+an AAPL stock and an AAPL option are different instruments. A broker that keeps
+several positions per instrument (MetaTrader 5 hedging accounts) tells them apart by
+`Position.ticket`, and `Position.key` includes it.
+
+Adapters hold no rules about levels or runs: those live in brokers.runs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
+
+# Every closing order the kill switch sends carries a client reference with this prefix
+# (IB orderRef, paper client_order_id, MT5 comment: at most 31 characters there).
+CLOSE_REF_PREFIX = "ks-close-"
 
 
 class BrokerError(Exception):
@@ -25,39 +39,86 @@ class BrokerError(Exception):
         self.retryable = retryable
 
 
+class Unclosable(BrokerError):
+    """This position cannot be closed at market by the adapter (an expired contract, a
+    security type it does not trade, a contract the broker cannot identify). Raised by
+    close_position before anything is sent; never retryable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def compact_symbol(text: str) -> str:
+    """A symbol as a scope names it: upper case, without spaces ('AAPL  261218C00200000'
+    -> 'AAPL261218C00200000'), since a scope key cannot contain spaces."""
+    return "".join(text.split()).upper()
+
+
 @dataclass(frozen=True)
-class BrokerScope:
-    """Where broker work applies: one account, optionally one strategy or one symbol."""
+class Instrument:
+    """What a position or an order is in, as the broker names it.
 
-    account: str
-    strategy: str | None = None
-    symbol: str | None = None
+    `kind`: IB's secType (STK, FUT, OPT, FOP, CASH, CFD, CRYPTO, BOND, ...); the paper
+    broker's asset class (stock, future, option, ...). `broker_key`: the broker's own
+    id for it (IB conId); empty where the symbol is the id (paper, MT5). Strings
+    throughout (strike and multiplier as written by the broker), so the value is
+    stored and compared exactly.
+    """
 
-    def matches(self, *, account: str, strategy: str = "", symbol: str = "") -> bool:
-        if account != self.account:
-            return False
-        if self.strategy is not None and strategy != self.strategy:
-            return False
-        return self.symbol is None or symbol.upper() == self.symbol.upper()
+    kind: str
+    symbol: str
+    broker_key: str = ""
+    exchange: str = ""
+    primary_exchange: str = ""
+    currency: str = ""
+    multiplier: str = ""
+    expiry: str = ""
+    strike: str = ""
+    right: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
 
     @property
-    def whole_account(self) -> bool:
-        return self.strategy is None and self.symbol is None
+    def key(self) -> str:
+        """The instrument's identity for closing: `FUT:495512563`, `stock:AAPL`."""
+        return f"{self.kind}:{self.broker_key or self.symbol}"
 
-    def __str__(self) -> str:
-        parts = [f"account {self.account}"]
-        if self.strategy is not None:
-            parts.append(f"strategy {self.strategy}")
-        if self.symbol is not None:
-            parts.append(f"symbol {self.symbol}")
-        return ", ".join(parts)
+    def matches_symbol(self, symbol: str) -> bool:
+        """A `symbol:X` scope covers this instrument when X is its symbol (every ES
+        contract for `symbol:ES`) or its local symbol without spaces (`symbol:ESZ6`)."""
+        wanted = compact_symbol(symbol)
+        return wanted in (compact_symbol(self.symbol), compact_symbol(self.local_symbol)) and bool(wanted)
+
+    @property
+    def label(self) -> str:
+        """For people: 'ES FUT 20261218 ESZ6 (conId 495512563)', 'AAPL stock'."""
+        parts = [self.symbol, self.kind, self.expiry, self.right, self.strike]
+        if self.local_symbol and compact_symbol(self.local_symbol) != compact_symbol(self.symbol):
+            parts.append(self.local_symbol)
+        text = " ".join(p for p in parts if p)
+        return f"{text} (conId {self.broker_key})" if self.broker_key and self.kind.isupper() else text
+
+    def as_dict(self) -> dict[str, str]:
+        """The set fields only (stored on BrokerAction.instrument)."""
+        return {k: v for k, v in asdict(self).items() if v}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, symbol: str = "") -> Instrument:
+        """Back from as_dict(). Rows written before instruments were stored have none:
+        they read as an instrument of unknown kind named by the row's symbol."""
+        data = data or {}
+        known = {f.name for f in fields(cls)}
+        values = {k: str(v) for k, v in data.items() if k in known}
+        values.setdefault("kind", "")
+        values.setdefault("symbol", symbol)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
 class WorkingOrder:
     account: str
     order_id: str
-    symbol: str
+    instrument: Instrument
     side: str  # BUY or SELL
     quantity: Decimal
     filled: Decimal = Decimal(0)
@@ -69,16 +130,54 @@ class WorkingOrder:
     native_id: str = ""
 
     @property
+    def symbol(self) -> str:
+        return self.instrument.symbol
+
+    @property
     def remaining(self) -> Decimal:
         return self.quantity - self.filled
+
+    @property
+    def is_own_close(self) -> bool:
+        """One of the kill switch's own closing orders (never cancelled by a run)."""
+        return self.client_ref.startswith(CLOSE_REF_PREFIX)
 
 
 @dataclass(frozen=True)
 class Position:
     account: str
-    symbol: str
-    quantity: Decimal  # signed: > 0 long, < 0 short
+    instrument: Instrument
+    quantity: Decimal  # signed: > 0 long, < 0 short; in the broker's unit (contracts, shares, base currency)
     avg_cost: Decimal = Decimal(0)
+    # The broker's id of this position where it keeps several per instrument (MT5 hedging).
+    ticket: str = ""
+
+    @property
+    def symbol(self) -> str:
+        return self.instrument.symbol
+
+    @property
+    def key(self) -> str:
+        """What the runs close by: the instrument key, and the ticket where there is one."""
+        return f"{self.instrument.key}#{self.ticket}" if self.ticket else self.instrument.key
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One fill as the broker reports it (IB execDetails, a paper fill, an MT5 deal)."""
+
+    account: str
+    instrument_key: str
+    side: str  # BUY or SELL
+    quantity: Decimal  # positive
+    order_id: str = ""
+    client_ref: str = ""
+    exec_id: str = ""
+    time: datetime | None = None
+
+    @property
+    def signed(self) -> Decimal:
+        return self.quantity if self.side == "BUY" else -self.quantity
 
 
 # Outcomes of a cancel (the names stored on BrokerAction.outcome).
@@ -103,6 +202,9 @@ WORKING, FILLED, DONE_CANCELLED, DONE_REJECTED = "working", "filled", "cancelled
 
 @dataclass(frozen=True)
 class OrderState:
+    """A closing order as the broker reports it now. `filled` is cumulative (every fill
+    of this order so far), which is what the runs count to know what is left to close."""
+
     order_id: str
     client_ref: str
     status: str  # working, filled, cancelled, rejected
@@ -121,6 +223,9 @@ class CancelAllResult:
     results: list[CancelResult] = field(default_factory=list)
     # True when the broker's own global cancel was used (one message for everything).
     global_cancel: bool = False
+    # What the run report should say about how the cancel was done (e.g. why a global
+    # cancel was not used, or that it also cancelled the kill switch's closing orders).
+    note: str = ""
 
 
 class BrokerAdapter(ABC):
@@ -138,8 +243,9 @@ class BrokerAdapter(ABC):
 
     @abstractmethod
     def positions(self, scope: BrokerScope) -> list[Position]:
-        """Every non-zero position in `scope` (strategy is ignored: brokers keep net
-        positions per account and symbol). Raises BrokerError when unknown."""
+        """Every non-zero position in `scope` as the broker reports it (which may trail
+        its fills; strategy is ignored: brokers keep positions per account and
+        instrument). Raises BrokerError when unknown."""
 
     @abstractmethod
     def cancel_order(self, order: WorkingOrder) -> CancelResult:
@@ -148,10 +254,12 @@ class BrokerAdapter(ABC):
 
     def cancel_all(self, scope: BrokerScope, orders: list[WorkingOrder],
                    *, global_scope: bool = False) -> CancelAllResult:
-        """Cancel `orders` (the working orders of `scope`, as just listed). The default
-        cancels one by one; adapters with a broker-wide cancel use it when
-        `global_scope` says every order of the broker connection is in scope, and then
-        also report the orders of other accounts that the broker-wide cancel reached."""
+        """Cancel `orders` (the working orders of `scope`, as just listed, never the kill
+        switch's own closing orders). The default cancels one by one; adapters with a
+        broker-wide cancel may use it when `global_scope` says every order of the broker
+        connection is in scope, but never while closing orders of the kill switch are
+        working there unless they say so in `note`; they then also report the orders
+        of other accounts that the broker-wide cancel reached."""
         return CancelAllResult([self.cancel_order(order) for order in orders])
 
     def settle(self, orders: list[WorkingOrder]) -> list[CancelResult]:
@@ -161,14 +269,23 @@ class BrokerAdapter(ABC):
 
     @abstractmethod
     def close_position(self, position: Position, *, quantity: Decimal, client_ref: str) -> OrderState:
-        """Send a market order of the opposite side for `quantity` (positive), tagged
-        `client_ref`. Idempotent by `client_ref` where the broker allows it. Returns the
-        order's state once the broker answered (it may still be working)."""
+        """Send a market order of the opposite side for `quantity` (positive) on the
+        position's own instrument (and ticket), tagged `client_ref`. Idempotent by
+        `client_ref` where the broker allows it. Returns the order's state once the
+        broker answered (it may still be working). Raises Unclosable, before sending
+        anything, for a position it cannot close as itself; never trades another
+        instrument instead."""
 
     @abstractmethod
     def find_order(self, *, account: str, client_ref: str) -> OrderState | None:
-        """The order placed with `client_ref`, working or done, or None when the broker
-        has definitely never accepted it. Raises BrokerError when that cannot be known."""
+        """The order placed with `client_ref`, working or done, with its cumulative
+        fills, or None when the broker has definitely never accepted it. Raises
+        BrokerError when that cannot be known."""
+
+    @abstractmethod
+    def executions(self, *, account: str, since: datetime) -> list[Execution]:
+        """The account's fills at or after `since` (the broker's own record, which does
+        not trail like position reports). Raises BrokerError when unknown."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; most adapters hold nothing
         """Release connections. Safe to call twice."""
@@ -178,3 +295,31 @@ class BrokerAdapter(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class BrokerScope:
+    """Where broker work applies: one account, optionally one strategy or one symbol."""
+
+    account: str
+    strategy: str | None = None
+    symbol: str | None = None
+
+    def matches(self, *, account: str, strategy: str = "", instrument: Instrument | None = None) -> bool:
+        if account != self.account:
+            return False
+        if self.strategy is not None and strategy != self.strategy:
+            return False
+        return self.symbol is None or (instrument is not None and instrument.matches_symbol(self.symbol))
+
+    @property
+    def whole_account(self) -> bool:
+        return self.strategy is None and self.symbol is None
+
+    def __str__(self) -> str:
+        parts = [f"account {self.account}"]
+        if self.strategy is not None:
+            parts.append(f"strategy {self.strategy}")
+        if self.symbol is not None:
+            parts.append(f"symbol {self.symbol}")
+        return ", ".join(parts)

@@ -6,17 +6,24 @@ rejected), positions, and fills against a last price per symbol. They know nothi
 of the kill switch: like a real broker, the paper broker accepts whatever it is
 sent (so the sweep has something to catch) and never blocks a cancel or a close.
 
+An instrument is a symbol and an asset class (stock by default): an AAPL stock and an
+AAPL option are different instruments, with their own prices and positions.
+
 Matching rules, kept simple and deterministic:
-- a market order fills at once, in full, at the symbol's last price; with no last
+- a market order fills at once, in full, at the instrument's last price; with no last
   price it is rejected ("no price for SYM");
 - a limit order rests; it fills when `fill()` is called or when `set_price()` moves
   the last price through its limit (at the limit price);
 - placing an order with a `client_order_id` already used returns that order
-  unchanged (idempotent placement, which the runs rely on).
+  unchanged (idempotent placement, which the runs rely on);
+- position reports can be held (`hold_position_reports`): the adapter then reports
+  positions as they were at that moment, as IB's position reports trail its fills,
+  while orders and fills are reported at once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
@@ -25,6 +32,7 @@ from django.utils import timezone
 
 from ..models import (
     PAPER_WORKING,
+    AssetClass,
     PaperAccount,
     PaperFill,
     PaperOrder,
@@ -45,8 +53,11 @@ from .base import (
     BrokerScope,
     CancelAllResult,
     CancelResult,
+    Execution,
+    Instrument,
     OrderState,
     Position,
+    Unclosable,
     WorkingOrder,
 )
 
@@ -80,23 +91,32 @@ def get_account(code: str) -> PaperAccount:
     return account
 
 
-def last_price(symbol: str) -> Decimal | None:
-    row = PaperPrice.objects.filter(symbol=symbol.upper()).first()
+def asset_class_of(value: str | None) -> str:
+    """A valid asset class (default stock). Raises PaperError naming the valid ones."""
+    value = (value or AssetClass.STOCK).lower()
+    if value not in AssetClass.values:
+        raise PaperError(f"asset class {value!r} is not one of {', '.join(AssetClass.values)}")
+    return value
+
+
+def last_price(symbol: str, asset_class: str = AssetClass.STOCK) -> Decimal | None:
+    row = PaperPrice.objects.filter(symbol=symbol.upper(), asset_class=asset_class).first()
     return row.price if row else None
 
 
-def set_price(symbol: str, price: object) -> list[PaperOrder]:
-    """Set the last price of `symbol`; fills the resting limit orders it crosses.
+def set_price(symbol: str, price: object, asset_class: str = AssetClass.STOCK) -> list[PaperOrder]:
+    """Set the last price of an instrument; fills the resting limit orders it crosses.
     Returns the orders that filled."""
-    symbol = symbol.upper()
+    symbol, asset_class = symbol.upper(), asset_class_of(asset_class)
     price = _decimal(price, "price")
     if price <= 0:
         raise PaperError(f"price {price} must be positive")
     filled: list[PaperOrder] = []
     with transaction.atomic():
-        PaperPrice.objects.update_or_create(symbol=symbol, defaults={"price": price, "updated_at": timezone.now()})
+        PaperPrice.objects.update_or_create(symbol=symbol, asset_class=asset_class,
+                                            defaults={"price": price, "updated_at": timezone.now()})
         crossing = PaperOrder.objects.select_for_update().filter(
-            symbol=symbol, order_type="LMT", status__in=PAPER_WORKING
+            symbol=symbol, asset_class=asset_class, order_type="LMT", status__in=PAPER_WORKING
         ).filter(Q(side="BUY", limit_price__gte=price) | Q(side="SELL", limit_price__lte=price))
         for order in crossing:
             _fill(order, order.remaining, order.limit_price)
@@ -106,10 +126,12 @@ def set_price(symbol: str, price: object) -> list[PaperOrder]:
 
 def place_order(*, account: str, symbol: str, side: str, quantity: object, order_type: str = "LMT",
                 limit_price: object | None = None, strategy: str = "",
-                client_order_id: str | None = None) -> PaperOrder:
+                client_order_id: str | None = None, asset_class: str = AssetClass.STOCK) -> PaperOrder:
     """Accept an order. Raises PaperError for an unknown account or a malformed order;
-    an order the market cannot take (market order without a price) is stored as rejected."""
+    an order the market cannot take (market order without a price, a fund at market)
+    is stored as rejected."""
     side, order_type, symbol = side.upper(), order_type.upper(), symbol.upper()
+    asset_class = asset_class_of(asset_class)
     if side not in ("BUY", "SELL"):
         raise PaperError(f"side {side!r} must be BUY or SELL")
     if order_type not in ("LMT", "MKT"):
@@ -133,17 +155,19 @@ def place_order(*, account: str, symbol: str, side: str, quantity: object, order
         with transaction.atomic():
             order = PaperOrder.objects.create(
                 account=acct, client_order_id=client_order_id or None, strategy=strategy, symbol=symbol,
-                side=side, order_type=order_type, quantity=qty, limit_price=limit,
+                asset_class=asset_class, side=side, order_type=order_type, quantity=qty, limit_price=limit,
             )
             if order_type == "MKT":
-                price = last_price(symbol)
-                if price is None:
+                price = last_price(symbol, asset_class)
+                reason = ("funds trade at the end-of-day NAV, not at market" if asset_class == AssetClass.FUND
+                          else f"no price for {symbol}" if price is None else "")
+                if reason:
                     order.status = PaperOrderStatus.REJECTED
-                    order.reject_reason = f"no price for {symbol}"
+                    order.reject_reason = reason
                     order.save(update_fields=["status", "reject_reason"])
                 else:
                     _fill(order, qty, price)
-            elif (price := last_price(symbol)) is not None and (
+            elif (price := last_price(symbol, asset_class)) is not None and (
                 (side == "BUY" and limit >= price) or (side == "SELL" and limit <= price)
             ):
                 _fill(order, qty, limit)
@@ -168,7 +192,8 @@ def fill(order_id: int, quantity: object | None = None, price: object | None = N
         if qty <= 0:
             raise PaperError(f"quantity {qty} must be positive")
         if price is None:
-            price = order.limit_price if order.limit_price is not None else last_price(order.symbol)
+            price = (order.limit_price if order.limit_price is not None
+                     else last_price(order.symbol, order.asset_class))
         if price is None:
             raise PaperError(f"no price for {order.symbol}; set one with `paper price`")
         _fill(order, qty, _decimal(price, "price"))
@@ -203,7 +228,7 @@ def _fill(order: PaperOrder, qty: Decimal, price: Decimal) -> None:
     order.save(update_fields=["avg_fill_price", "filled_quantity", "status", "updated_at"])
     PaperFill.objects.create(order=order, quantity=qty, price=price, created_at=now)
     position, _ = PaperPosition.objects.select_for_update().get_or_create(
-        account_id=order.account_id, symbol=order.symbol
+        account_id=order.account_id, symbol=order.symbol, asset_class=order.asset_class
     )
     signed = qty if order.side == "BUY" else -qty
     old = position.quantity
@@ -219,21 +244,38 @@ def _fill(order: PaperOrder, qty: Decimal, price: Decimal) -> None:
     position.save()
 
 
-def set_position(*, account: str, symbol: str, quantity: object, avg_cost: object) -> PaperPosition:
+def set_position(*, account: str, symbol: str, quantity: object, avg_cost: object,
+                 asset_class: str = AssetClass.STOCK) -> PaperPosition:
     """Overwrite a position (demo seeding, tests): no fill is recorded."""
     acct = get_account(account)
     position, _ = PaperPosition.objects.update_or_create(
-        account=acct, symbol=symbol.upper(),
+        account=acct, symbol=symbol.upper(), asset_class=asset_class_of(asset_class),
         defaults={"quantity": _decimal(quantity, "quantity"), "avg_cost": _decimal(avg_cost, "avg cost"),
                   "updated_at": timezone.now()},
     )
     return position
 
 
+def hold_position_reports(account: str) -> None:
+    """From now on the adapter reports `account`'s positions as they are at this moment
+    (later fills are not in them) until release_position_reports()."""
+    PaperAccount.objects.filter(pk=get_account(account).pk, reports_held_at__isnull=True).update(
+        reports_held_at=timezone.now())
+
+
+def release_position_reports(account: str) -> None:
+    PaperAccount.objects.filter(pk=get_account(account).pk).update(reports_held_at=None)
+
+
+def instrument(symbol: str, asset_class: str) -> Instrument:
+    return Instrument(kind=asset_class, symbol=symbol)
+
+
 # --- The adapter ------------------------------------------------------------------------
 
 
 def _scoped_orders(scope: BrokerScope):
+    # Paper instruments have no local symbol: a symbol scope is the symbol itself.
     qs = PaperOrder.objects.filter(account__code=scope.account, status__in=PAPER_WORKING)
     if scope.strategy is not None:
         qs = qs.filter(strategy=scope.strategy)
@@ -244,7 +286,8 @@ def _scoped_orders(scope: BrokerScope):
 
 def _working(order: PaperOrder, account: str) -> WorkingOrder:
     return WorkingOrder(
-        account=account, order_id=str(order.pk), symbol=order.symbol, side=order.side,
+        account=account, order_id=str(order.pk), instrument=instrument(order.symbol, order.asset_class),
+        side=order.side,
         quantity=order.quantity, filled=order.filled_quantity, strategy=order.strategy,
         client_ref=order.client_order_id or "",
     )
@@ -278,10 +321,22 @@ class PaperAdapter(BrokerAdapter):
         return [_working(o, scope.account) for o in _scoped_orders(scope).order_by("id")]
 
     def positions(self, scope: BrokerScope) -> list[Position]:
-        qs = PaperPosition.objects.filter(account=self._account(scope.account)).exclude(quantity=0)
+        account = self._account(scope.account)
+        qs = PaperPosition.objects.filter(account=account)
         if scope.symbol is not None:
             qs = qs.filter(symbol=scope.symbol.upper())
-        return [Position(scope.account, p.symbol, p.quantity, p.avg_cost) for p in qs.order_by("symbol")]
+        rows = {(p.symbol, p.asset_class): (p.quantity, p.avg_cost) for p in qs}
+        if account.reports_held_at is not None:
+            # Held reports: the position as it was then (fills since are not reported yet).
+            later = PaperFill.objects.filter(order__account=account, created_at__gt=account.reports_held_at)
+            if scope.symbol is not None:
+                later = later.filter(order__symbol=scope.symbol.upper())
+            for symbol, asset_class, side, qty in later.values_list(
+                    "order__symbol", "order__asset_class", "order__side", "quantity"):
+                held, cost = rows.get((symbol, asset_class), (Decimal(0), Decimal(0)))
+                rows[(symbol, asset_class)] = (held - (qty if side == "BUY" else -qty), cost)
+        return [Position(scope.account, instrument(symbol, asset_class), qty, cost)
+                for (symbol, asset_class), (qty, cost) in sorted(rows.items()) if qty != 0]
 
     def cancel_order(self, order: WorkingOrder) -> CancelResult:
         try:
@@ -330,11 +385,17 @@ class PaperAdapter(BrokerAdapter):
         return results
 
     def close_position(self, position: Position, *, quantity: Decimal, client_ref: str) -> OrderState:
+        asset_class = position.instrument.kind
+        if asset_class == AssetClass.FUND:
+            raise Unclosable(f"{position.instrument.label}: fund shares are redeemed at the end-of-day NAV, "
+                             "not sold at market; redeem them by hand")
+        if asset_class not in AssetClass.values:
+            raise Unclosable(f"{position.instrument.label}: unknown paper asset class {asset_class!r}")
         side = "SELL" if position.quantity > 0 else "BUY"
         try:
             order = place_order(account=position.account, symbol=position.symbol, side=side,
                                 quantity=quantity, order_type="MKT", strategy="killswitch",
-                                client_order_id=client_ref)
+                                client_order_id=client_ref, asset_class=asset_class)
         except PaperError as exc:
             raise BrokerError(str(exc), retryable=False) from None
         return _state(order)
@@ -342,3 +403,11 @@ class PaperAdapter(BrokerAdapter):
     def find_order(self, *, account: str, client_ref: str) -> OrderState | None:
         order = PaperOrder.objects.filter(client_order_id=client_ref, account__code=account).first()
         return _state(order) if order else None
+
+    def executions(self, *, account: str, since: datetime) -> list[Execution]:
+        fills = (PaperFill.objects.filter(order__account__code=account, created_at__gte=since)
+                 .select_related("order").order_by("id"))
+        return [Execution(account=account, instrument_key=instrument(f.order.symbol, f.order.asset_class).key,
+                          side=f.order.side, quantity=f.quantity, order_id=str(f.order_id),
+                          client_ref=f.order.client_order_id or "", exec_id=str(f.pk), time=f.created_at)
+                for f in fills]

@@ -27,7 +27,8 @@ def _print_run(out, data: dict, *, actions: bool) -> None:
             out.write(f"    {label}: {data[label]}\n")
     if actions:
         for a in data["actions"]:
-            out.write(f"    {a['action']:<13} {a['broker_order_id'] or a['client_ref']:<24} {a['symbol']:<8} "
+            what = a["instrument_label"] or a["symbol"]
+            out.write(f"    {a['action']:<13} {a['broker_order_id'] or a['client_ref']:<24} {what:<8} "
                       f"{a['side']:<4} {a['quantity']:>10} filled={a['filled_quantity']:<8} "
                       f"{a['outcome']:<20} attempts={a['attempts']} {a['detail']}\n")
 

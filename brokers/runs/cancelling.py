@@ -12,15 +12,15 @@ from django.utils import timezone
 
 from killswitch import domain as L
 
-from ..adapters.base import BrokerAdapter, BrokerScope, WorkingOrder
+from ..adapters.base import CLOSE_REF_PREFIX, BrokerAdapter, BrokerScope, Instrument, WorkingOrder
 from ..models import ActionKind, ActionOutcome, BrokerAction, BrokerRun, RunKind
-from .lease import touch
+from .lease import note, touch
 
-CLOSE_REF_PREFIX = "ks-close-"
+__all__ = ["CLOSE_REF_PREFIX", "apply_cancel_results", "cancel_step", "is_own_closing_order", "record_pending"]
 
 
 def is_own_closing_order(order: WorkingOrder) -> bool:
-    return order.client_ref.startswith(CLOSE_REF_PREFIX)
+    return order.is_own_close
 
 
 def cancel_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> None:
@@ -35,6 +35,8 @@ def cancel_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> N
     if not adapter.atomic_cancels:
         record_pending(run, orders)
     result = adapter.cancel_all(scope, orders, global_scope=global_scope)
+    if result.note:
+        note(run, result.note)
     if result.global_cancel:
         key = f"global-cancel-{run.attempts}"
         BrokerAction.objects.get_or_create(
@@ -47,19 +49,20 @@ def cancel_step(run: BrokerRun, adapter: BrokerAdapter, scope: BrokerScope) -> N
     touch(run)
 
 
-_INSERT_PENDING = """
+_COLUMNS = """
 INSERT INTO brokers_brokeraction
-    (run_id, key, action, account, broker_order_id, client_ref, symbol, strategy, side, quantity,
-     filled_quantity, outcome, detail, attempts, created_at, updated_at, finished_at)
-VALUES (%s, %s, 'cancel', %s, %s, '', %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s)
+    (run_id, key, action, account, broker_order_id, client_ref, symbol, instrument, position_key, leg,
+     basis, strategy, side, quantity, filled_quantity, outcome, detail, attempts, created_at, updated_at,
+     finished_at)
+"""
+
+_INSERT_PENDING = _COLUMNS + """
+VALUES (%s, %s, 'cancel', %s, %s, '', %s, %s, '', '', NULL, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s)
 ON CONFLICT (run_id, key) DO NOTHING
 """
 
-_UPSERT_ACTIONS = """
-INSERT INTO brokers_brokeraction
-    (run_id, key, action, account, broker_order_id, client_ref, symbol, strategy, side, quantity,
-     filled_quantity, outcome, detail, attempts, created_at, updated_at, finished_at)
-VALUES (%s, %s, 'cancel', %s, %s, '', %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s)
+_UPSERT_ACTIONS = _COLUMNS + """
+VALUES (%s, %s, 'cancel', %s, %s, '', %s, %s, '', '', NULL, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s)
 ON CONFLICT (run_id, key) DO UPDATE SET
     outcome = excluded.outcome, filled_quantity = excluded.filled_quantity, detail = excluded.detail,
     attempts = brokers_brokeraction.attempts + 1, updated_at = excluded.updated_at,
@@ -67,12 +70,18 @@ ON CONFLICT (run_id, key) DO UPDATE SET
 """
 
 
+def _instrument_param(instrument: Instrument, connection) -> object:
+    """The JSON column's value as this database wants it (text on SQLite, jsonb on PostgreSQL)."""
+    return BrokerAction._meta.get_field("instrument").get_db_prep_save(instrument.as_dict(), connection)
+
+
 def record_pending(run: BrokerRun, orders: list[WorkingOrder]) -> None:
     from django.db import connection
 
     ops = connection.ops
     now = ops.adapt_datetimefield_value(timezone.now())
-    rows = [(run.pk, f"order:{o.order_id}", o.account, o.order_id, o.symbol, o.strategy[:64], o.side,
+    rows = [(run.pk, f"order:{o.order_id}", o.account, o.order_id, o.symbol[:32],
+             _instrument_param(o.instrument, connection), o.strategy[:64], o.side,
              ops.adapt_decimalfield_value(o.quantity, 20, 4), ops.adapt_decimalfield_value(o.filled, 20, 4),
              ActionOutcome.PENDING, "", now, now, None) for o in orders]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -86,7 +95,8 @@ def _settle_interrupted_cancels(run: BrokerRun, adapter: BrokerAdapter, working_
              if a.broker_order_id not in working_ids]
     if not stale:
         return
-    orders = [WorkingOrder(account=a.account, order_id=a.broker_order_id, symbol=a.symbol, side=a.side,
+    orders = [WorkingOrder(account=a.account, order_id=a.broker_order_id,
+                           instrument=Instrument.from_dict(a.instrument, symbol=a.symbol), side=a.side,
                            quantity=a.quantity, filled=a.filled_quantity, strategy=a.strategy) for a in stale]
     apply_cancel_results(run, adapter.settle(orders))
 
@@ -112,7 +122,8 @@ def apply_cancel_results(run: BrokerRun, results: list) -> None:
             targets[account] = sibling.pk if sibling else run.pk
         o = r.order
         rows.append((
-            targets[account], f"order:{o.order_id}", account, o.order_id, o.symbol, o.strategy[:64], o.side,
+            targets[account], f"order:{o.order_id}", account, o.order_id, o.symbol[:32],
+            _instrument_param(o.instrument, connection), o.strategy[:64], o.side,
             ops.adapt_decimalfield_value(o.quantity, 20, 4), ops.adapt_decimalfield_value(r.filled, 20, 4),
             r.outcome, r.detail[:2000], now, now, None if r.outcome == ActionOutcome.ERROR else now,
         ))

@@ -25,14 +25,19 @@ def worker_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(run_id: int, token: str) -> tuple[bool, BrokerRun | None]:
+def claim(run_id: int, token: str, *, seconds: float | None = None) -> tuple[bool, BrokerRun | None]:
+    """Take run `run_id` unless a live lease of someone else holds it (or it ended).
+    Returns (claimed, the run as it is now). `seconds`: a shorter lease (the sweep
+    holds runs only while it cancels beside them)."""
     now = timezone.now()
-    lease = timedelta(seconds=brokers_config().runs.lease_seconds)
+    lease = timedelta(seconds=brokers_config().runs.lease_seconds if seconds is None else seconds)
     claimed = (
         BrokerRun.objects.filter(pk=run_id)
         .exclude(state__in=TERMINAL_STATES)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=token))
-        .update(lease_owner=token, lease_until=now + lease, updated_at=now)
+        # updated_at is left alone: it says when a worker last did something (the sweep's
+        # stall alert reads it), and a claim alone is no work.
+        .update(lease_owner=token, lease_until=now + lease)
     )
     return bool(claimed), BrokerRun.objects.filter(pk=run_id).first()
 
@@ -51,15 +56,16 @@ class LeaseKeeper:
     step (1,000 IB cancels at the pacing limit) never looks like a dead worker. If the
     worker process dies, the thread dies with it and the lease runs out."""
 
-    def __init__(self, run: BrokerRun) -> None:
+    def __init__(self, run: BrokerRun, *, seconds: float | None = None) -> None:
         self.run_id, self.owner = run.pk, run.lease_owner
+        self.seconds = seconds
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"lease-{run.pk}", daemon=True)
 
     def _loop(self) -> None:
         from django.db import connection
 
-        seconds = brokers_config().runs.lease_seconds
+        seconds = self.seconds or brokers_config().runs.lease_seconds
         try:
             while not self.stop.wait(seconds / 3):
                 BrokerRun.objects.filter(pk=self.run_id, lease_owner=self.owner).update(

@@ -12,12 +12,13 @@ from django.utils import timezone
 from killswitch import domain as L
 from killswitch.models import Event, Scope
 
-from ..adapters import SWEEP, adapter_for
+from ..adapters import SWEEP, adapter_for, session_key
 from ..adapters.base import BrokerAdapter, BrokerError, BrokerScope, WorkingOrder
 from ..config import brokers_config
 from ..models import TERMINAL_STATES, ActionOutcome, BrokerRun, RunKind, RunState
-from . import planning
+from . import following, planning
 from .cancelling import apply_cancel_results, is_own_closing_order, record_pending
+from .lease import LeaseKeeper, claim, release, worker_token
 from .planning import BROKER_LEVELS
 
 logger = logging.getLogger("brokers")
@@ -60,51 +61,82 @@ def ensure_runs_for_missed_events() -> list[BrokerRun]:
     return started
 
 
-def _halted_levels() -> dict[str, str]:
-    return {r.label: r.level for r in Scope.objects.filter(level__in=BROKER_LEVELS)}
-
-
 def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepReport:
-    """One pass: in every account, cancel the working orders whose effective level is
-    halt or kill (an order placed anyway), recorded as a sweep run; and re-enqueue runs
-    whose worker vanished (lease expired) so they finish.
+    """One pass: in every account, cancel the working orders whose level in force is
+    halt or kill (an order placed anyway, or a run no live worker holds), recorded as
+    a sweep run; end runs whose scope was lifted (superseded); re-enqueue runs nobody
+    holds; alert on runs no worker has taken in time.
 
-    `adapters` caches one adapter per account across passes (the loop keeps its IB
-    sessions open). Accounts with a switch run in progress are left to that run.
+    An account where a live worker holds a switch run's lease is left to that run.
+    Elsewhere the sweep takes the unfinished runs' leases for the moment it cancels,
+    so a worker arriving meanwhile waits seconds instead of cancelling the same orders.
+    `adapters` caches one adapter per broker session across passes (the loop keeps
+    its IB sessions open; accounts of one IB connection share one).
     """
     adapters = {} if adapters is None else adapters
     report = SweepReport([], [], [])
     report.resumed = resume_stale_runs()
-    levels = _halted_levels()
-    if not levels:
+    levels = following.scope_levels()
+    if not any(level in BROKER_LEVELS for level in levels.values()):
         return report
     report.started += ensure_runs_for_missed_events()
-    # Any switch run not finished (leased, pending or waiting to retry) owns its account:
-    # sweeping beside it would cancel the same orders twice.
-    busy = set(
-        BrokerRun.objects.filter(kind=RunKind.SWITCH).exclude(state__in=TERMINAL_STATES)
-        .values_list("account", flat=True)
-    )
+    token = f"sweep:{worker_token()}"
     for account in sorted(brokers_config().accounts):
-        if account in busy:
-            continue
+        held = _hold_runs(account, token)
+        if held is None:
+            continue  # a live worker is on it, or is about to take it
+        keepers = [LeaseKeeper(run, seconds=SWEEP_LEASE_SECONDS).__enter__() for run in held]
         try:
-            adapter = adapters.get(account) or adapters.setdefault(account, adapter_for(account, purpose=SWEEP))
+            key = session_key(account)  # accounts on one IB connection share its sweep session
+            adapter = adapters.get(key) or adapters.setdefault(key, adapter_for(account, purpose=SWEEP))
             orders = [o for o in adapter.working_orders(BrokerScope(account)) if not is_own_closing_order(o)]
             groups: dict[tuple[str, str], list[WorkingOrder]] = {}
             for order in orders:
-                level, scope = L.effective_level(levels, account=account, strategy=order.strategy or None,
-                                                 symbol=order.symbol)
+                level, scope = following.level_for(levels, account=account, strategy=order.strategy,
+                                                   instrument=order.instrument)
                 if level in BROKER_LEVELS:
                     groups.setdefault((scope, level), []).append(order)
             for (scope_label, level), found in groups.items():
                 report.runs.append(_sweep_run(adapter, account, scope_label, level, found))
         except BrokerError as exc:
-            adapters.pop(account, None)
+            broken = adapters.pop(session_key(account), None)
+            if broken is not None:
+                broken.close()  # its session (the sweep's client id) must not linger
             report.errors.append(f"{account}: {exc.message}")
+        finally:
+            for keeper in keepers:
+                keeper.__exit__()
+            for run in held:
+                release(run)
     return report
 
 
+# The sweep holds a run's lease (renewed) only while it cancels beside it: a worker
+# that comes for the run meanwhile retries this soon after.
+SWEEP_LEASE_SECONDS = 3.0
+
+
+def _hold_runs(account: str, token: str) -> list[BrokerRun] | None:
+    """Take the leases of `account`'s unfinished switch runs; None (and nothing held)
+    when a live worker holds one of them or a worker may still take a new one (not
+    overdue yet: sweeping beside it would only race it)."""
+    held: list[BrokerRun] = []
+    now = timezone.now()
+    unfinished = BrokerRun.objects.filter(kind=RunKind.SWITCH, account=account).exclude(state__in=TERMINAL_STATES)
+    # Expected soon: a retry waiting for its time, or a new run within its first seconds.
+    # (A run the sweep re-enqueued was overdue already: that one is swept beside.)
+    if unfinished.filter(lease_until__isnull=True).filter(
+            Q(due_at__gt=now) | Q(started_at__isnull=True, created_at__gte=now - STALE_GRACE)).exists():
+        return None
+    for run_id in unfinished.values_list("pk", flat=True):
+        claimed, run = claim(run_id, token, seconds=SWEEP_LEASE_SECONDS)
+        if claimed and run is not None:
+            held.append(run)
+        elif run is not None and not run.finished:
+            for other in held:
+                release(other)
+            return None
+    return held
 def _sweep_run(adapter: BrokerAdapter, account: str, scope_label: str, level: str,
                orders: list[WorkingOrder]) -> BrokerRun:
     ref = L.ScopeRef.parse(scope_label)
@@ -132,17 +164,52 @@ STALE_GRACE = timedelta(seconds=3)
 
 
 def resume_stale_runs() -> list[int]:
-    """Re-enqueue unfinished runs nobody holds although they are overdue: a worker
-    killed mid-run (its lease expired) or a message lost before a worker took it.
-    The run's lease and idempotency make a duplicate delivery harmless."""
+    """Unfinished runs nobody holds although they are overdue (a worker killed or
+    stopped mid-run, whose lease expired, or a message no worker took): a run whose
+    scope was lifted ends superseded here (the same rule a run applies before each
+    step); any other is enqueued again, and one overdue past
+    brokers.sweep.stall_alert_seconds raises an alert once. The run's lease and
+    idempotency make a duplicate delivery harmless."""
+    from .execution import supersede
+
     now = timezone.now()
-    candidates = (
+    candidates = list(
         BrokerRun.objects.filter(kind=RunKind.SWITCH).exclude(state__in=TERMINAL_STATES)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .filter(Q(due_at__isnull=True) | Q(due_at__lt=now - STALE_GRACE))
     )
+    if not candidates:
+        return []
+    levels = following.scope_levels()
+    stall = timedelta(seconds=brokers_config().sweep.stall_alert_seconds)
     resumed = []
-    for run_id in candidates.values_list("pk", flat=True):
-        planning.enqueue_run(run_id=run_id)  # sets due_at: the next pass does not enqueue it again at once
-        resumed.append(run_id)
+    for run in candidates:
+        allowed = following.allowed_for(run, levels)
+        if allowed.superseded:
+            claimed, current = claim(run.pk, f"sweep:{worker_token()}", seconds=SWEEP_LEASE_SECONDS)
+            if claimed and current is not None:
+                supersede(current, allowed, adapter=None)
+            continue
+        if run.stall_alert_seq is None and run.updated_at < now - stall:
+            _stall_alert(run, now)
+        planning.enqueue_run(run_id=run.pk)  # sets due_at: the next pass does not enqueue it again at once
+        resumed.append(run.pk)
     return resumed
+
+
+def _stall_alert(run: BrokerRun, now) -> None:
+    """Once per run: no worker has taken it in time. The sweep keeps cancelling in
+    halted scopes meanwhile, but only a worker closes positions."""
+    from killswitch.services import record_alert
+
+    waited = (now - run.updated_at).total_seconds()
+    try:
+        event = record_alert(
+            scope=L.ScopeRef(run.scope_kind, run.scope_key), actor="system:brokers",
+            detail=(f"broker run {run.pk} ({run.level}, account {run.account}) has not been worked for "
+                    f"{waited:.0f}s: is a broker worker running (celery -Q broker)? The sweep cancels "
+                    "working orders in halted scopes meanwhile; positions are only closed by a worker."))
+    except Exception:
+        logger.exception("could not record the stall alert for broker run %s", run.pk)
+        return
+    BrokerRun.objects.filter(pk=run.pk).update(stall_alert_seq=event.seq)

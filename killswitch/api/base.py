@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -16,6 +15,7 @@ from killswitch.runtime.addresses import client_address
 from killswitch.services.authorization import VIEW, missing_role_message, user_may
 
 from .limits import check_failures
+from .parsers import ShallowJSONParser
 
 
 class CanViewKillSwitch(BasePermission):
@@ -31,7 +31,7 @@ class KillSwitchView(APIView):
     """Base of the kill switch views. `needed_permission` names what the request asks
     (view, activate, deactivate); `audit_subject` what a refusal is recorded as."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [ShallowJSONParser]
     renderer_classes = [JSONRenderer]
 
     def needed_permission(self, request) -> str:

@@ -12,7 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
@@ -39,6 +41,7 @@ STATUS_BY_CODE = {
     services.PermissionRefused.code: 403,
     services.ControlDisabled.code: 403,
     services.CooldownActive.code: 409,
+    services.ResumeRefused.code: 409,
     RateLimited.code: 429,
     services.DatabaseUnavailable.code: 503,
 }
@@ -83,6 +86,10 @@ def _error_body(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
             body["retry_after"] = exc.retry_after
             headers["Retry-After"] = str(exc.retry_after)
         return STATUS_BY_CODE.get(exc.code, 400), body, headers
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return 413, {"error": f"The request body is larger than {limit} bytes; an operation's JSON is a few "
+                              "hundred bytes.", "code": "payload_too_large", "field": None}, headers
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, exceptions.ValidationError):
@@ -188,6 +195,7 @@ def _error_responses(*codes: int) -> dict[int, OpenApiResponse]:
              "over HTTP are disabled by kill_switch.http_enabled (disabled).",
         405: "Method not allowed.",
         406: "Only application/json responses are offered.",
+        413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE (code payload_too_large).",
         415: "The body must be JSON (Content-Type: application/json).",
         429: "Too many failed attempts from this address. Never returned to a permitted user.",
         503: "The database is unavailable (code database_unavailable); nothing was changed.",
@@ -197,7 +205,7 @@ def _error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 READ_ERRORS = _error_responses(400, 401, 403, 405, 406, 429, 503)
-WRITE_ERRORS = {**_error_responses(400, 401, 403, 405, 406, 415, 429, 503),
+WRITE_ERRORS = {**_error_responses(400, 401, 403, 405, 406, 413, 415, 429, 503),
                 409: OpenApiResponse(CooldownErrorSerializer, description="Refused by the scope's cooldown.")}
 
 

@@ -18,7 +18,7 @@ from killswitch.domain import SCOPE_FORMS
 ERROR_CODES = (
     "invalid, malformed_json, not_authenticated, authentication_failed, forbidden, csrf_failed, "
     "disabled, cooldown_active, rate_limited, method_not_allowed, not_acceptable, "
-    "unsupported_media_type, not_found, server_error"
+    "unsupported_media_type, payload_too_large, not_found, server_error"
 )
 
 

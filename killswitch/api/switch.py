@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import IsAuthenticated
@@ -43,9 +44,13 @@ class KillSwitchApi(KillSwitchView):
 
     class InputSerializer(serializers.Serializer):
         action = StrictChoiceField(
-            choices=["activate", "deactivate"],
-            error_messages={"invalid_choice": '"{input}" is not a valid action; expected "activate" or "deactivate".'},
+            choices=["activate", "deactivate", "approve"],
+            error_messages={"invalid_choice": '"{input}" is not a valid action; expected "activate", "deactivate" '
+                                              'or "approve".'},
         )
+        request = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1,
+                                           help_text="approve only: the resume request to approve "
+                                                     "(kill_switch.resume_approvals: 2).")
         reason = StrictCharField(required=False, allow_blank=True, trim_whitespace=False,
                                  help_text="Why. Required to activate; at most kill_switch.max_reason_length "
                                            "characters (500 by default).")
@@ -62,16 +67,20 @@ class KillSwitchApi(KillSwitchView):
                 unknown = sorted(set(data) - set(self.fields))
                 if unknown:
                     raise serializers.ValidationError({unknown[0]: [
-                        f"Unknown field {unknown[0]!r}; allowed fields are action, reason, level, scope."]})
+                        f"Unknown field {unknown[0]!r}; allowed fields are action, reason, level, scope, request."]})
             return super().to_internal_value(data)
 
         def validate_scope(self, value: str) -> str:
             return validated_scope(value)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if attrs.get("action") == "deactivate" and "level" in attrs:
+            if attrs.get("action") != "activate" and "level" in attrs:
                 raise serializers.ValidationError(
                     {"level": ["level applies only to action activate; deactivate resumes (running)."]})
+            if attrs.get("action") == "approve" and "request" not in attrs:
+                raise serializers.ValidationError({"request": ["approve needs the resume request's number."]})
+            if attrs.get("action") != "approve" and "request" in attrs:
+                raise serializers.ValidationError({"request": ["request applies only to action approve."]})
             return attrs
 
     def get_permissions(self) -> list[Any]:
@@ -82,7 +91,7 @@ class KillSwitchApi(KillSwitchView):
             return super().needed_permission(request)
         try:
             data = request.data
-        except exceptions.APIException as exc:
+        except (exceptions.APIException, RequestDataTooBig) as exc:
             # DRF answers an unparseable body with empty data from now on; keep the
             # error so that post() reports it instead of "action is required".
             request.body_error = exc
@@ -94,7 +103,7 @@ class KillSwitchApi(KillSwitchView):
             return {"attempted": "read status", "scope": "global"}
         try:
             data = request.data
-        except exceptions.APIException:
+        except Exception:  # unparseable, too large, too deep: recorded with what is known
             data = None
         data = data if isinstance(data, dict) else {}
 
@@ -104,11 +113,11 @@ class KillSwitchApi(KillSwitchView):
 
         action = text("action")
         return {
-            "attempted": action if action in ("activate", "deactivate") else "change",
+            "attempted": action if action in ("activate", "deactivate", "approve") else "change",
             "scope": audit_scope(text("scope") or "global"),
             "reason": text("reason"),
             "requested_level": (text("level") or kill_switch_policy().default_level) if action == "activate"
-            else (L.RUNNING if action == "deactivate" else ""),
+            else (L.RUNNING if action in ("deactivate", "approve") else ""),
         }
 
     @extend_schema(
@@ -174,11 +183,22 @@ class KillSwitchApi(KillSwitchView):
             # database answers again.
             return Response(self._activated(result), status=202 if result.pending_audit else 200)
         result = services.deactivate(scope=data["scope"], actor=request.user, source=Source.API,
-                                     reason=data.get("reason", ""), client_address=address)
+                                     reason=data.get("reason", ""), client_address=address,
+                                     request=data.get("request"))
+        still_open = selectors.open_in_scope(L.ScopeRef.parse(result.scope))
+        if isinstance(result, services.ResumeRequested):
+            # 202: a second risk officer must approve (kill_switch.resume_approvals: 2).
+            return Response({
+                "status": "resume_requested", "request": result.request_id, "expires_at": zulu(result.expires_at),
+                "requested_by": result.requested_by, "requested_at": zulu(result.requested_at),
+                "scope": result.scope, "level": result.level, "message": result.message, "seq": result.seq,
+                "open": still_open,
+            }, status=202)
         return Response({
             "status": "kill_switch_deactivated", "deactivated_at": zulu(result.at),
             "level": result.level, "previous_level": result.previous_level, "scope": result.scope,
             "changed": result.changed, "message": result.message, "version": result.version,
+            "open": still_open,
         })
 
     @staticmethod
@@ -192,3 +212,22 @@ class KillSwitchApi(KillSwitchView):
         if result.pending_audit:
             body["pending_audit"] = True
         return body
+
+
+class ResumeRequestsApi(KillSwitchView):
+    """GET /api/risk/resume-requests: resume requests waiting for a second risk officer."""
+
+    permission_classes = [CanViewKillSwitch]
+
+    def audit_subject(self, request) -> dict[str, Any]:
+        return {"attempted": "read resume requests", "scope": "global"}
+
+    @extend_schema(operation_id="kill_switch_resume_requests",
+                   summary="Resume requests waiting for a second risk officer (resume_approvals: 2)",
+                   responses={200: serializers.DictField(), **READ_ERRORS})
+    def get(self, request) -> Response:
+        rows = services.open_requests()
+        for row in rows:
+            row["requested_at"], row["expires_at"] = zulu(row["requested_at"]), zulu(row["expires_at"])
+            row["open"] = selectors.open_in_scope(L.ScopeRef.parse(row["scope"]))
+        return Response({"resume_approvals": kill_switch_policy().resume_approvals, "requests": rows})

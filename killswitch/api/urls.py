@@ -7,12 +7,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .clients import ClientsApi
 from .history import KillSwitchHistoryApi
-from .switch import KillSwitchApi
+from .switch import KillSwitchApi, ResumeRequestsApi
 
 urlpatterns = [
     path("risk/kill-switch", KillSwitchApi.as_view(), name="kill-switch"),
     path("risk/kill-switch/history", KillSwitchHistoryApi.as_view(), name="kill-switch-history"),
     path("risk/clients", ClientsApi.as_view(), name="kill-switch-clients"),
+    path("risk/resume-requests", ResumeRequestsApi.as_view(), name="kill-switch-resume-requests"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -13,7 +13,7 @@ from killswitch import domain as L
 from killswitch.models import Event
 from killswitch.models.telegram import KILL_WORD, RESUME_WORD
 from killswitch.selectors import ClientStatus, ScopeState
-from killswitch.services import KillSwitchError, TransitionResult
+from killswitch.services import KillSwitchError, ResumeRequested, TransitionResult
 
 MAX_TEXT = 4000  # below Telegram's 4096, leaving room for a "…" line
 
@@ -56,8 +56,12 @@ def bullets(lines: Iterable[str], limit: int = 25) -> list[str]:
 # --- Answers to changes -----------------------------------------------------------
 
 
-def transition(result: TransitionResult) -> str:
-    """The answer to an applied (or repeated) change, starting with its event number."""
+def transition(result: TransitionResult | ResumeRequested) -> str:
+    """The answer to an applied (or repeated) change, starting with its event number; or to
+    a resume that waits for a second risk officer (kill_switch.resume_approvals: 2)."""
+    if isinstance(result, ResumeRequested):
+        return (f"{seq_tag(result.seq)} {result.message}. Another risk officer approves with "
+                f"/resume {result.scope} (request {result.request_id}).")
     text = f"{seq_tag(result.seq)} {result.message}."
     if result.pending_audit:
         text += " The database is unavailable: the audit event is written when it is back."

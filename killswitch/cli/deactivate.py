@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ..services import KillSwitchError, deactivate
-from ._common import cli_actor, emit_json
+from ._common import cli_actor, emit_json, resumed_json
 
 NAME = "deactivate"
 HELP = "Resume trading on a scope once its cooldown has expired."
@@ -22,8 +22,7 @@ def run(options, out, err) -> int:
         err.write(error.message + "\n")
         return 1
     if options.get("json"):
-        emit_json(out, {"status": "kill_switch_deactivated" if result.changed else "already_running",
-                        "scope": result.scope, "deactivated_at": result.at, "version": result.version})
+        emit_json(out, resumed_json(result))
     else:
         out.write(result.message + "\n")
     return 0

@@ -60,6 +60,7 @@ class Reconciler:
         self._checked: tuple | None = None  # the snapshot whose rows were checked against the events
         self._unexplained: dict[str, str] = {}
         self._reported: set = set()  # findings already alerted (one alert per finding)
+        self._disagreeing: dict[str, float] = {}  # client_id -> since when (monotonic) it disagrees
         self.last_outcome = ""
         self.lease: Lease | None = None  # set by run_forever; run_once alone (--once, tests) holds none
         # Set by `make run` for a new embedded Redis: its first loss is this start.
@@ -105,7 +106,7 @@ class Reconciler:
             except (redis.RedisError, OSError):
                 return self._done("redis_down")
             heartbeat_sent.send_robust(sender=Reconciler, version=snap.version)
-        self._side_work(now)
+        self._side_work(now, snap)
         return self._done(outcome)
 
     def _trusted(self, snap: P.Snapshot) -> P.Snapshot:
@@ -185,7 +186,28 @@ class Reconciler:
             P.rebuild_log()
         return str(decision.case)
 
-    def _side_work(self, now: float) -> None:
+    def _watch_disagreements(self, now: float, snap: P.Snapshot) -> None:
+        """A process that reports another level than the service gives it for longer than
+        ack_timeout_seconds (a forged message it believed, a stale heartbeat, a bug) is an
+        alert, once per process and disagreement."""
+        from killswitch.services.acknowledgements import disagreeing_clients
+
+        timeout = kill_switch_policy().ack_timeout_seconds
+        current = {}
+        for row, expected in disagreeing_clients(snap.levels):
+            since = self._disagreeing.get(row.client_id, now)
+            current[row.client_id] = since
+            finding = ("client", row.client_id, row.level_seen, expected)
+            if now - since > timeout and finding not in self._reported:
+                self._reported.add(finding)
+                cause = f" (cause {row.cause})" if row.cause else ""
+                services.record_alert(
+                    scope=L.label(L.ACCOUNT, row.account) if row.account else "global", actor=SYSTEM_ACTOR,
+                    detail=f"trading process {row.name} ({row.client_id}) reads {row.level_seen}{cause} but the "
+                           f"service gives it {expected}, for more than {timeout:g} s")
+        self._disagreeing = current
+
+    def _side_work(self, now: float, snap: P.Snapshot) -> None:
         from killswitch.services.acknowledgements import ingest_acknowledgements
 
         if now - self._last_log_copy >= LOG_COPY_INTERVAL_SECONDS:
@@ -197,6 +219,7 @@ class Reconciler:
 
         try:  # acknowledgements from trading processes
             ingest_acknowledgements()
+            self._watch_disagreements(now, snap)
         except Exception:
             logger.warning("acknowledgement ingestion failed", exc_info=True)
         if now - self._last_requeue >= REQUEUE_INTERVAL_SECONDS:

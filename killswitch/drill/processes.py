@@ -95,13 +95,15 @@ def reconciler_alive(window: float | None = None) -> bool:
 
 
 def worker_alive(timeout: float = 1.0) -> bool:
-    """A Celery worker answered a ping on the project's broker."""
+    """A Celery worker that consumes the broker queue answered on the project's broker
+    (a notify-only worker does not do the drill's broker runs)."""
     from riskcontrol.celery import app
 
     try:
-        return bool(app.control.ping(timeout=timeout))
+        queues = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception:  # kombu raises several connection error types
         return False
+    return any(q.get("name") == settings.BROKER_QUEUE for found in queues.values() for q in found)
 
 
 class Processes:
@@ -170,6 +172,7 @@ def ensure_services(procs: Processes, start: bool, say: Callable[[str], None]) -
     if "worker" in missing:
         say("starting a Celery worker for the drill")
         procs.start("worker", [python, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo",
+                               "-Q", f"{settings.BROKER_QUEUE},{settings.NOTIFY_QUEUE}",
                                "--loglevel", "WARNING", "-n", f"drill-{os.getpid()}@%h"])
     for name, alive in (("reconciler", reconciler_alive), ("worker", lambda: worker_alive(0.5))):
         if name not in missing:

@@ -22,6 +22,7 @@ from .audit import (
 )
 from .clients import Acknowledgement, Propagation, TradingClient
 from .notifications import Notification, NotificationAttempt, NotificationStatus
+from .resumes import ResumeRequest, ResumeState
 from .scopes import Scope
 from .telegram import (
     ConfirmationState,
@@ -35,6 +36,7 @@ from .tokens import ApiToken
 __all__ = [
     "GENESIS_HASH", "HASHED_FIELDS", "Acknowledgement", "Action", "ApiToken", "AppendOnlyError",
     "AuditHead", "AuditKeyMissing", "CHAIN_KEYED", "CHAIN_PLAIN", "ConfirmationState", "Event", "Level",
-    "Notification", "NotificationAttempt", "NotificationStatus", "Outcome", "Propagation", "Scope", "ScopeKind",
+    "Notification", "NotificationAttempt", "NotificationStatus", "Outcome", "Propagation", "ResumeRequest",
+    "ResumeState", "Scope", "ScopeKind",
     "Source", "TelegramConfirmation", "TelegramLink", "TelegramUpdate", "TradingClient", "UpdateState",
 ]

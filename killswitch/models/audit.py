@@ -49,6 +49,7 @@ class Action(models.TextChoices):
     OUT_OF_BAND = "out_of_band", "Out-of-band change"
     RESTORED = "restored", "Restored"
     ALERT = "alert", "Alert"
+    RESUME_REQUEST = "resume_request", "Resume requested"
 
 
 class Outcome(models.TextChoices):

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..models import Action, Event, Notification, NotificationAttempt, NotificationStatus, Outcome
+from ..runtime import background
 from . import registry
 from .base import Message, TransportError
 
@@ -116,7 +117,9 @@ def queue_for_event(*, event: Event) -> list[Notification]:
             except IntegrityError:
                 continue  # already queued for this channel
             created.append(row)
-            transaction.on_commit(partial(_enqueue, row.pk))
+            # Published from a background lane: the request that committed the event
+            # never waits on the Celery broker for a notification.
+            transaction.on_commit(partial(background.notify.submit, _enqueue, row.pk))
     return created
 
 

@@ -2,8 +2,10 @@
 committing request need not wait for.
 
 What goes here: messages to other systems once the database and Redis already hold
-the truth. Two lanes, so that one stuck destination never holds up the other:
+the truth. One lane per destination, so that one stuck destination never holds up
+another:
 - `dispatch`: the Celery messages that hand broker runs to the workers;
+- `notify`: the Celery messages that hand notification deliveries to theirs;
 - `live`: pushes to the open Risk pages (channel layer).
 What does not: anything that reads or writes the database (a connection opened in a
 lane's thread would never be closed), and the Redis state publish (an activation
@@ -111,8 +113,9 @@ class Lane:
 
 
 dispatch = Lane("killswitch-broker-dispatch")
+notify = Lane("killswitch-notify-dispatch")
 live = Lane("killswitch-live-push")
-LANES = (dispatch, live)
+LANES = (dispatch, notify, live)
 
 
 def flush(timeout: float = 5.0) -> bool:

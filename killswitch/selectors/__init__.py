@@ -11,12 +11,13 @@ from .clients import (
     recent_propagation,
 )
 from .history import MAX_PAGE, event_as_dict, history
+from .open_items import open_in_scope
 from .operations import event_counts, notification_outcomes, propagation_histogram
 from .scopes import ScopeState, effective_level, global_level, scope_states, state_version, status
 
 __all__ = [
     "MAX_PAGE", "ClientStatus", "ScopeState", "client_counts", "client_statuses", "effective_level",
     "event_as_dict", "event_counts", "global_level", "history", "ingest_acknowledgements_safely",
-    "notification_outcomes", "propagation_histogram", "recent_propagation", "scope_states",
+    "notification_outcomes", "open_in_scope", "propagation_histogram", "recent_propagation", "scope_states",
     "state_version", "status",
 ]

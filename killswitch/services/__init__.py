@@ -35,11 +35,12 @@ from .reconcile import (
     unexplained_levels,
 )
 from .refusals import flush_repeated_refusals, record_refusal
+from .resumes import ResumeRefused, ResumeRequested, open_requests
 from .transitions import TransitionResult, activate, deactivate
 
 __all__ = [
     "Actor", "AuditReport", "ControlDisabled", "CooldownActive", "DatabaseUnavailable", "InvalidRequest",
-    "KillSwitchError", "PermissionRefused", "flush_repeated_refusals", "TransitionResult", "activate", "apply_pending", "deactivate",
+    "KillSwitchError", "PermissionRefused", "ResumeRefused", "ResumeRequested", "open_requests", "flush_repeated_refusals", "TransitionResult", "activate", "apply_pending", "deactivate",
     "reconcile_out_of_band", "record_alert", "record_refusal", "record_restored", "restore_after_loss",
     "unexplained_levels", "verify_audit_chain",
 ]

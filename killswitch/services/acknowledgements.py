@@ -255,3 +255,17 @@ def _update_propagation(now: datetime) -> None:
             for name, value in values.items():
                 setattr(row, name, value)
             row.save()
+
+
+def disagreeing_clients(levels: dict[str, str]) -> list[tuple[TradingClient, str]]:
+    """Connected processes whose reported level is not the one the service gives them
+    (the effective level of the global scope, their account and their strategy), with
+    that expected level."""
+    from killswitch import domain as L
+
+    found = []
+    for row in TradingClient.objects.filter(disconnected_at__isnull=True).exclude(level_seen=""):
+        expected, _ = L.effective_level(levels, account=row.account or None, strategy=row.strategy or None)
+        if row.level_seen != expected:
+            found.append((row, expected))
+    return found

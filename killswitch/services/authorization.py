@@ -51,8 +51,8 @@ def permission_for_change(current: str, target: str) -> str:
 
 def permission_for_action(action: Any) -> str:
     """The permission a request's `action` needs (API, Risk page, chat): `deactivate` for
-    a resume, `activate` for anything else that changes the switch."""
-    return DEACTIVATE if action == "deactivate" else ACTIVATE
+    a resume or its approval, `activate` for anything else that changes the switch."""
+    return DEACTIVATE if action in ("deactivate", "approve") else ACTIVATE
 
 
 def missing_role_message(name: str, what: str) -> str:

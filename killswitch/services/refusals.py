@@ -30,6 +30,9 @@ from .errors import CooldownActive, DatabaseUnavailable, InvalidRequest, KillSwi
 logger = logging.getLogger("killswitch")
 
 MAX_REFUSED_REASON = 10_000
+# Identical refusals recorded one by one in a window before the rest are only counted:
+# a person repeating an attempt is on record each time; a flood is one event more.
+RECORDED_REPEATS = 3
 
 
 def parse_scope(scope: L.ScopeRef | str | None) -> L.ScopeRef:
@@ -73,11 +76,11 @@ def _window_seconds() -> int:
 
 
 def _counted_as_repeat(error: KillSwitchError, fields: dict[str, Any]) -> bool:
-    """True when an identical refusal (same actor, address, source, attempt, answer and
-    scope) was already recorded in this window: it is counted in Redis instead of
-    becoming one more event, and `flush_repeated_refusals` records the count when the
-    window is over. Cooldown violations are never folded (each is an operator's act);
-    without Redis every refusal is recorded."""
+    """True when RECORDED_REPEATS identical refusals (same actor, address, source,
+    attempt, answer and scope) were already recorded in this window: it is counted in
+    Redis instead of becoming one more event, and `flush_repeated_refusals` records the
+    count when the window is over. Cooldown violations are never folded (each is an
+    operator's act); without Redis every refusal is recorded."""
     from killswitch.distribution.connection import get_redis
 
     if isinstance(error, CooldownActive):
@@ -98,7 +101,7 @@ def _counted_as_repeat(error: KillSwitchError, fields: dict[str, Any]) -> bool:
         count = pipe.execute()[0]
     except (redis.RedisError, OSError):
         return False
-    return count > 1
+    return count > RECORDED_REPEATS
 
 
 def flush_repeated_refusals() -> int:
@@ -117,12 +120,13 @@ def flush_repeated_refusals() -> int:
         counts, described = client.hgetall(key), client.hgetall(f"{key}:fields")
         start = datetime.fromtimestamp(window * _window_seconds(), UTC)
         for fingerprint, count in counts.items():
-            if int(count) < 2 or fingerprint not in described:
+            more = int(count) - RECORDED_REPEATS
+            if more < 1 or fingerprint not in described:
                 continue
             fields = json.loads(described[fingerprint])
             record(action=Action.REFUSED, outcome=Outcome.REFUSED, scope=fields["scope"],
                    actor=Actor(fields["actor"]), source=fields["source"], reason=fields["reason"],
-                   detail=f"{fields['attempted']}: {fields['message']} (and {int(count) - 1} more identical "
+                   detail=f"{fields['attempted']}: {fields['message']} (and {more} more identical "
                           f"refusal(s) between {start:%H:%M:%S} and "
                           f"{start + timedelta(seconds=_window_seconds()):%H:%M:%S} UTC, counted, not recorded "
                           "one by one)", requested_level=fields["requested_level"],

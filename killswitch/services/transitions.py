@@ -84,7 +84,8 @@ RESUME_LOCK_TIMEOUT_MS = 30_000
 
 def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reason: str, action: str,
                client_address: str | None, revert_on_cooldown: bool = False,
-               cooldown_minutes: float | None = None, lock_timeout_ms: int | None = None) -> TransitionResult:
+               cooldown_minutes: float | None = None, lock_timeout_ms: int | None = None,
+               note: str = "") -> TransitionResult:
     """Move one scope to `target` under its row lock, applying the cooldown rule.
 
     Exactly one event is appended, in the same transaction: the change (applied), the
@@ -134,6 +135,7 @@ def transition(*, ref: L.ScopeRef, target: str, actor: Actor, source: str, reaso
             message = f"{ref} is now {target} (was {current})"
             if needed == ACTIVATE and cooldown_minutes is not None:
                 message += f"; drill cooldown {cooldown_minutes:g} minutes"
+            message += note
             event = append_event(head, changed=True, outcome=Outcome.APPLIED, new_level=target,
                                  version=head.state_version, detail=message, **common)
             return TransitionResult(str(ref), True, current, target, event.created_at, reason,
@@ -201,12 +203,18 @@ def activate(*, scope: L.ScopeRef | str | None, level: str | None, reason: str, 
 
 
 def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reason: str = "",
-               client_address: str | None = None) -> TransitionResult:
-    """Resume trading on `scope` (level `running`), once its cooldown has expired.
+               client_address: str | None = None, request: int | None = None) -> Any:
+    """Resume trading on `scope` (level `running`), once its cooldown has expired, as the
+    resume rules say (services.resumes): a TransitionResult when it resumed (or was
+    already running), a ResumeRequested when a second risk officer must approve.
+    `request` approves that resume request explicitly.
 
-    Raises InvalidRequest, PermissionRefused, CooldownActive, DatabaseUnavailable
-    (resuming needs the database, where the cooldown is kept); each refusal is audited.
+    Raises InvalidRequest, PermissionRefused, CooldownActive, ResumeRefused,
+    DatabaseUnavailable (resuming needs the database, where the cooldown is kept); each
+    refusal is audited.
     """
+    from .resumes import resume
+
     check_source(source)
     actor = Actor.of(actor)
     ref: L.ScopeRef | Any = scope
@@ -222,16 +230,12 @@ def deactivate(*, scope: L.ScopeRef | str | None, actor: Any, source: str, reaso
         if not permitted:
             raise PermissionRefused(missing_role_message(actor.name, DEACTIVATE))
         try:
-            return transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
-                              action=Action.DEACTIVATE, client_address=client_address,
-                              lock_timeout_ms=RESUME_LOCK_TIMEOUT_MS)
+            return resume(ref=ref, actor=actor, source=source, reason=reason, client_address=client_address,
+                          request_id=request)
         except DatabaseError:
             raise DatabaseUnavailable(unavailable) from None
-    except (PermissionRefused, CooldownActive) as error:
-        if error.event is not None:  # recorded by the transition, with the scope locked
-            raise
-        raise _refused(error, attempted="deactivate", scope=ref, actor=actor, source=source, reason=reason,
-                       requested_level=L.RUNNING, client_address=client_address) from None
     except KillSwitchError as error:
+        if error.event is not None or error.counted_as_repeat:  # recorded where it was decided
+            raise
         raise _refused(error, attempted="deactivate", scope=ref, actor=actor, source=source, reason=reason,
                        requested_level=L.RUNNING, client_address=client_address) from None

@@ -41,11 +41,14 @@ def write_policy(path: Path, brokers: dict[str, Any]) -> Path:
 
 
 class Worker:
-    """A `celery worker --pool=solo` subprocess; kill() is a SIGKILL (a crashed worker)."""
+    """A `celery worker --pool=solo` subprocess consuming `queues` (the broker queue by
+    default); kill() is a SIGKILL (a crashed worker), pause()/resume() a SIGSTOP/SIGCONT
+    (a worker that hangs with its messages and leases)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, queues: str = settings.BROKER_QUEUE) -> None:
         self.env = env
         self.log_dir = log_dir
+        self.queues = queues
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
 
@@ -54,7 +57,7 @@ class Worker:
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-Q", self.queues, "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -77,8 +80,15 @@ class Worker:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a paused worker cannot handle SIGTERM
             os.kill(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -124,15 +134,58 @@ def module_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("brokers")
 
 
+class SweepLoop:
+    """`manage.py killswitch sweep` as its own process, as in production (an ib_async
+    session belongs to the thread and event loop that opened it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "killswitch", "sweep", "--interval", "0.3"], cwd=BASE_DIR,
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_sweep(django_db_blocker, tmp_path) -> Iterator[Callable[..., SweepLoop]]:
+    """start_sweep(policy_path, paper_only=...) -> a running sweep loop, stopped after the test."""
+    started: list[SweepLoop] = []
+
+    def start(policy_path: Path, *, paper_only: bool = True) -> SweepLoop:
+        with django_db_blocker.unblock():
+            env = worker_env(policy_path, paper_only=paper_only)
+        loop = SweepLoop(env, tmp_path / f"sweep-{len(started)}.log")
+        started.append(loop)
+        return loop
+
+    yield start
+    for loop in started:
+        loop.stop()
+
+
 @pytest.fixture(scope="module")
 def start_worker(django_db_setup, django_db_blocker, module_tmp) -> Iterator[Callable[..., Worker]]:
     """start_worker(policy_path, paper_only=...) -> a running Worker, stopped at module end."""
     started: list[Worker] = []
 
-    def start(policy_path: Path, *, paper_only: bool = True) -> Worker:
+    def start(policy_path: Path, *, paper_only: bool = True, queues: str = settings.BROKER_QUEUE,
+              extra_env: dict[str, str] | None = None) -> Worker:
         with django_db_blocker.unblock():
             env = worker_env(policy_path, paper_only=paper_only)
-        worker = Worker(env, module_tmp).start()
+        env.update(extra_env or {})
+        worker = Worker(env, module_tmp, queues).start()
         started.append(worker)
         return worker
 

@@ -204,6 +204,18 @@ class GatewayControl:
         self._call(lambda: self._engine.fill_on_cancel.add(
             self._engine.book.find(order_id, client_id).perm_id))
 
+    def market_liquidity(self, qty: float | None) -> None:
+        """From now on, a new market order fills at most ``qty`` at once and the rest stays
+        working (a thin market) until :meth:`fill_order`; 0 leaves it all working; None
+        (the default) fills market orders completely. Raises ValueError if negative."""
+        if qty is not None and not float(qty) >= 0:
+            raise ValueError(f"liquidity must be >= 0 or None, not {qty}")
+
+        def arm() -> None:
+            self._engine.market_liquidity = None if qty is None else float(qty)
+
+        self._call(arm)
+
     def position_report_lag(self, seconds: float) -> None:
         """From now on, position reports (pushed updates, reqPositions, portfolio) trail the
         fills that change them by ``seconds``: until then they show the old position.

@@ -59,6 +59,9 @@ class Engine:
         self.reject_message = ""
         self.partial_on_cancel: dict[int, float] = {}  # perm_id -> qty filled when cancel arrives
         self.fill_on_cancel: set[int] = set()  # perm_ids that fill completely when cancel arrives
+        #: At most this quantity of a new market order fills at once; the rest rests,
+        #: working, until fill_order (None: market orders fill completely at once).
+        self.market_liquidity: float | None = None
         self._report_seq = 0
 
     @property
@@ -283,8 +286,10 @@ class Engine:
             entry["outcome"] = "working"
             self.publish_order(order)
             if order.order_type == "MKT":
-                self.fill(order, order.qty, self.book.fill_price(order))
-                entry["outcome"] = "filled"
+                qty = order.qty if self.market_liquidity is None else min(order.qty, self.market_liquidity)
+                if qty > 0:
+                    self.fill(order, qty, self.book.fill_price(order))
+                entry["outcome"] = "filled" if qty >= order.qty else "working"
         except Reject as rej:
             entry["outcome"] = "rejected"
             entry["error_code"] = rej.code

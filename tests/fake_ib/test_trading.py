@@ -219,3 +219,21 @@ def test_position_report_lag_in_seconds(desk, connect) -> None:
     desk.position_report_lag(0)
     again = ib.placeOrder(routed("STK"), MarketOrder("BUY", 1, account=ACC1))
     wait_until(ib, lambda: again.isDone() and [p.position for p in ib.positions(ACC1)] == [4.0])
+
+
+def test_a_thin_market_leaves_the_rest_of_a_market_order_working(desk, connect) -> None:
+    desk.set_price(con("FUT"), 5010.0)
+    desk.market_liquidity(2)
+    ib, _ = connect(1)
+    trade = ib.placeOrder(routed("FUT"), MarketOrder("SELL", 5, account=ACC1, orderRef="thin"))
+    wait_until(ib, lambda: trade.orderStatus.filled == 2)
+    settle(ib)
+    assert (trade.orderStatus.status, trade.orderStatus.remaining) == ("Submitted", 3)
+    [order] = desk.orders()
+    assert (order["status"], order["filled"]) == ("Submitted", 2.0)
+    desk.fill_order(trade.order.orderId, client_id=1)
+    wait_until(ib, lambda: trade.orderStatus.status == "Filled")
+    assert [(p["con_id"], p["qty"]) for p in desk.positions()] == [(con("FUT"), -5.0)]
+    desk.market_liquidity(None)
+    again = ib.placeOrder(routed("FUT"), MarketOrder("BUY", 5, account=ACC1))
+    wait_until(ib, lambda: again.orderStatus.status == "Filled")

@@ -5,6 +5,7 @@
     paper price AAPL 190.5                       set the last price (fills crossing limits)
     paper place DU111111 BUY 100 AAPL --limit 189 --strategy momo [--client-id X]
     paper place DU111111 SELL 10 AAPL --market
+    paper place DU111111 BUY 2 ESZ6 --market --asset-class future
     paper fill 42 [--qty 10] [--price 190]       fill (part of) a working order
     paper cancel 42
     paper position DU111111 AAPL -50 --cost 191  overwrite a position
@@ -26,7 +27,7 @@ from brokers.selectors import plain as _n
 def _order_dict(o) -> dict:
     o.refresh_from_db()
     return {"id": o.pk, "account": o.account.code, "client_order_id": o.client_order_id, "strategy": o.strategy,
-            "symbol": o.symbol, "side": o.side, "type": o.order_type, "quantity": _n(o.quantity),
+            "symbol": o.symbol, "asset_class": o.asset_class, "side": o.side, "type": o.order_type, "quantity": _n(o.quantity),
             "limit_price": None if o.limit_price is None else _n(o.limit_price),
             "filled": _n(o.filled_quantity), "status": o.status, "reject_reason": o.reject_reason}
 
@@ -42,6 +43,7 @@ class Command(BaseCommand):
         p = sub.add_parser("price", help="set the last price of a symbol")
         p.add_argument("symbol")
         p.add_argument("price")
+        p.add_argument("--asset-class", dest="asset_class", default="stock")
         p = sub.add_parser("place", help="place an order")
         p.add_argument("account")
         p.add_argument("side", choices=["BUY", "SELL", "buy", "sell"])
@@ -52,6 +54,8 @@ class Command(BaseCommand):
         kind.add_argument("--market", action="store_true")
         p.add_argument("--strategy", default="")
         p.add_argument("--client-id", dest="client_id")
+        p.add_argument("--asset-class", dest="asset_class", default="stock",
+                       help="stock (default), future, option, fx, cfd, crypto, bond, fund")
         p = sub.add_parser("fill", help="fill a working order")
         p.add_argument("order_id", type=int)
         p.add_argument("--qty")
@@ -63,6 +67,7 @@ class Command(BaseCommand):
         p.add_argument("symbol")
         p.add_argument("quantity")
         p.add_argument("--cost", default="0")
+        p.add_argument("--asset-class", dest="asset_class", default="stock")
         for name in ("orders", "positions"):
             p = sub.add_parser(name, help=f"list {name}")
             p.add_argument("--account")
@@ -85,13 +90,14 @@ class Command(BaseCommand):
         self.stdout.write(f"account {paper.ensure_account(o['code']).code}")
 
     def do_price(self, o) -> None:
-        filled = paper.set_price(o["symbol"], o["price"])
+        filled = paper.set_price(o["symbol"], o["price"], o["asset_class"])
         self.stdout.write(f"{o['symbol'].upper()} = {o['price']}" + (f"; filled {[x.pk for x in filled]}" if filled else ""))
 
     def do_place(self, o) -> None:
         order = paper.place_order(account=o["account"], symbol=o["symbol"], side=o["side"], quantity=o["quantity"],
                                   order_type="MKT" if o["market"] else "LMT", limit_price=o["limit"],
-                                  strategy=o["strategy"], client_order_id=o["client_id"])
+                                  strategy=o["strategy"], client_order_id=o["client_id"],
+                                  asset_class=o["asset_class"])
         self.stdout.write(json.dumps(_order_dict(order)))
 
     def do_fill(self, o) -> None:
@@ -102,8 +108,9 @@ class Command(BaseCommand):
         self.stdout.write(f"{outcome}: " + json.dumps(_order_dict(order)))
 
     def do_position(self, o) -> None:
-        p = paper.set_position(account=o["account"], symbol=o["symbol"], quantity=o["quantity"], avg_cost=o["cost"])
-        self.stdout.write(f"{p.account.code} {p.symbol} {_n(p.quantity)} @ {_n(p.avg_cost)}")
+        p = paper.set_position(account=o["account"], symbol=o["symbol"], quantity=o["quantity"], avg_cost=o["cost"],
+                               asset_class=o["asset_class"])
+        self.stdout.write(f"{p.account.code} {p.symbol} {p.asset_class} {_n(p.quantity)} @ {_n(p.avg_cost)}")
 
     def do_orders(self, o) -> None:
         rows = [_order_dict(x) for x in selectors.paper_orders(account=o.get("account"), status=o.get("status"))]
@@ -116,10 +123,12 @@ class Command(BaseCommand):
                               f"{r['strategy']} {r['reject_reason']}")
 
     def do_positions(self, o) -> None:
-        rows = [{"account": p.account.code, "symbol": p.symbol, "quantity": _n(p.quantity),
+        rows = [{"account": p.account.code, "symbol": p.symbol, "asset_class": p.asset_class,
+                 "quantity": _n(p.quantity),
                  "avg_cost": _n(p.avg_cost)} for p in selectors.paper_positions(account=o.get("account"))]
         if o["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
         for r in rows:
-            self.stdout.write(f"{r['account']:<10} {r['symbol']:<6} {r['quantity']:>10} @ {r['avg_cost']}")
+            self.stdout.write(f"{r['account']:<10} {r['symbol']:<6} {r['asset_class']:<7} {r['quantity']:>10} "
+                              f"@ {r['avg_cost']}")

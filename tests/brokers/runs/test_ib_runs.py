@@ -14,6 +14,7 @@ from brokers.cli import sweep as sweep_cli
 from brokers.models import BrokerAction, BrokerRun
 from killswitch import services as ks
 from tests.conftest import figure, wait_for
+from tests.fake_ib.contracts import con_id_for
 from tests.fake_ib.gateway import FakeGateway
 
 from ..conftest import FAST_RUNS, use_config, wait_runs_finished, write_policy
@@ -132,10 +133,11 @@ def test_kill_flattens_long_and_short_with_market_orders_of_exact_size(gateway):
     assert {(p["account"], p["symbol"], p["qty"]) for p in gateway.positions()} == {(ACC2, "MSFT", 30.0)}
     assert working(gateway) == []
     closes = BrokerAction.objects.filter(action="close").order_by("symbol")
-    assert [(a.symbol, a.side, a.quantity, a.outcome, a.client_ref) for a in closes] == [
-        ("AAPL", "SELL", Decimal(100), "filled", f"ks-close-{run.pk}-AAPL-1"),
-        ("TSLA", "BUY", Decimal(50), "filled", f"ks-close-{run.pk}-TSLA-1"),
+    assert [(a.symbol, a.side, a.quantity, a.outcome, a.position_key) for a in closes] == [
+        ("AAPL", "SELL", Decimal(100), "filled", f"STK:{con_id_for('AAPL')}"),
+        ("TSLA", "BUY", Decimal(50), "filled", f"STK:{con_id_for('TSLA')}"),
     ]
+    assert sorted(a.client_ref for a in closes) == [f"ks-close-{run.pk}-1", f"ks-close-{run.pk}-2"]
 
 
 def test_partial_fill_racing_the_cancel_and_a_fill_before_it_are_recorded(gateway):

@@ -178,3 +178,56 @@ def test_an_out_of_band_redis_kill_starts_runs_too(reconciler, redis_client):
     assert {(r.scope_kind, r.level, r.state) for r in runs} == {("global", "kill", "completed")}
     assert Event.objects.get(seq=runs[0].event_seq).source == "redis"
     assert positions() == {}
+
+
+def _sweep_loop():
+    import threading
+    from io import StringIO
+
+    from brokers.cli import sweep as sweep_cli
+
+    stop = threading.Event()
+    out = StringIO()
+    loop = threading.Thread(target=sweep_cli.run, args=({"interval": 0.2}, out, StringIO(), stop), daemon=True)
+    loop.start()
+    return stop, loop, out
+
+
+def test_with_the_worker_stopped_the_sweep_cancels_and_the_run_finishes_when_it_is_back(worker):
+    from tests.conftest import wait_for
+
+    worker.pause()  # SIGSTOP: alive, holding whatever it took, doing nothing
+    stop, loop, out = _sweep_loop()
+    try:
+        activate("account:DU111111", "halt")
+        wait_for(lambda: not working(account__code="DU111111"), timeout=30)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+        worker.resume()
+    sweep = BrokerRun.objects.get(kind="sweep")
+    assert (sweep.account, sweep.scope_label, sweep.state) == ("DU111111", "account:DU111111", "completed")
+    assert sorted(a.symbol for a in sweep.actions.all()) == ["AAPL", "NVDA", "TSLA"]
+    [run] = [r for r in wait_runs_finished() if r.kind == "switch"]
+    assert run.state == "completed"
+    assert not run.actions.filter(action="cancel").exists()  # nothing was left, nothing cancelled twice
+    assert {o.client_order_id for o in working()} == {"demo-4", "demo-5"}
+
+
+def test_kill_resume_new_position_worker_back_leaves_the_new_position_and_says_superseded(worker, set_policy):
+    set_policy(cooldown_minutes=0)
+    worker.pause()
+    try:
+        activate("account:DU111111", "kill")
+        ks.deactivate(scope="account:DU111111", actor="cli:tester", source="cli", reason="false alarm")
+        paper.set_price("IBM", 150)
+        paper.place_order(account="DU111111", symbol="IBM", side="BUY", quantity=25, order_type="MKT")
+        before = positions()
+    finally:
+        worker.resume()
+    [run] = wait_runs_finished()
+    assert run.state == "superseded"
+    assert "nothing more was sent" in run.notes
+    assert positions() == before and before[("DU111111", "IBM")] == Decimal(25)
+    assert not run.actions.exists()
+    assert len(working(account__code="DU111111")) == 3

@@ -223,7 +223,8 @@ def test_paper_command_places_fills_and_lists():
     assert PaperOrder.objects.get(pk=order["id"]).status == "filled"
     out = StringIO()
     call_command("paper", "positions", "--account", "DU222222", "--json", stdout=out)
-    assert {"account": "DU222222", "symbol": "IBM", "quantity": "10", "avg_cost": "99"} in json.loads(out.getvalue())
+    assert {"account": "DU222222", "symbol": "IBM", "asset_class": "stock", "quantity": "10",
+            "avg_cost": "99"} in json.loads(out.getvalue())
     call_command("paper", "place", "DU222222", "SELL", "1", "ZZZ", "--market", stdout=out)
     assert PaperOrder.objects.get(symbol="ZZZ").reject_reason == "no price for ZZZ"
 

@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from killswitch_client.contract import registration_entry
 
 from killswitch import services
 from killswitch.distribution.connection import get_redis
@@ -102,9 +103,9 @@ async def test_status_lists_scopes_not_running_with_cooldowns_and_late_processes
     now = time.time()
     # A trading process that registered (as the client library does in Redis) and then
     # never acknowledged anything: it is late once a change is older than the timeout.
-    get_redis().hset(KEY_CLIENTS, "momo-1@desk:4242", json.dumps({
+    get_redis().xadd(KEY_CLIENTS, registration_entry("momo-1@desk:4242", json.dumps({
         "client_id": "momo-1@desk:4242", "name": "momo-1", "host": "desk", "pid": 4242, "account": "DU111111",
-        "version": 0, "level": "running", "registered_at": now - 60, "last_seen": now}))
+        "version": 0, "level": "running", "registered_at": now - 60, "last_seen": now})))
     await db(services.activate, scope="account:DU111111", level="halt", reason="runaway", actor=trader, source="api")
     time.sleep(0.2)
     reply = await say(api, VIEWER, "/status")
@@ -145,9 +146,9 @@ async def test_runs_shows_the_broker_runs_a_halt_started(bot, api):
 
 async def test_clients_lists_connected_processes(bot, api):
     now = time.time()
-    get_redis().hset(KEY_CLIENTS, "mr-2@box:7", json.dumps({
+    get_redis().xadd(KEY_CLIENTS, registration_entry("mr-2@box:7", json.dumps({
         "client_id": "mr-2@box:7", "name": "mr-2", "host": "box", "pid": 7, "strategy": "meanrev", "version": 0,
-        "level": "running", "registered_at": now, "last_seen": now}))
+        "level": "running", "registered_at": now, "last_seen": now})))
     reply = await say(api, VIEWER, "/clients")
     assert reply["text"].startswith("Trading processes: 1 connected, 0 late")
     assert "• mr-2 (box:7) strategy meanrev: sees running, applied v0" in reply["text"]

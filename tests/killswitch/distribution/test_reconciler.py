@@ -215,3 +215,31 @@ def test_with_redis_resume_off_a_resume_written_to_redis_is_reverted_even_after_
     # an escalation written to Redis still works
     redis_client.set("trading_switch", "kill")
     wait_for(lambda: Scope.objects.get(kind="global").level == "kill", timeout=10)
+
+
+def test_a_process_that_reads_another_level_than_the_service_gives_it_is_an_alert(
+        reconciler, redis_client, trader, set_policy):
+    import time as _time
+
+    from killswitch_client.contract import registration_entry
+
+    set_policy(ack_timeout_seconds=0.5)
+    wait_for(lambda: redis_client.get("killswitch:heartbeat"))
+    services.activate(scope="account:DU1", level="halt", reason="r", actor=trader, source="api")
+
+    def report(level: str) -> None:
+        now = _time.time()
+        redis_client.xadd("killswitch:clients", registration_entry("h:1:x", json.dumps({
+            "client_id": "h:1:x", "name": "momo-1", "host": "h", "pid": 1, "account": "DU1", "strategy": "",
+            "version": 1, "level": level, "scope": "global", "cause": None, "registered_at": now - 5,
+            "last_seen": now})))
+
+    for _ in range(20):  # it keeps reporting `running` (it believed a forged message, say)
+        report("running")
+        _time.sleep(0.1)
+    alert = wait_for(lambda: _events(action="alert", detail__contains="momo-1"), timeout=10)[0]
+    assert "reads running but the service gives it halt" in alert.detail and alert.scope_key == "DU1"
+    for _ in range(10):
+        report("running")
+        _time.sleep(0.1)
+    assert len(_events(action="alert", detail__contains="momo-1")) == 1  # once per disagreement

@@ -124,6 +124,7 @@ def test_a_notification_queued_while_the_broker_was_down_is_delivered_later(endp
     from django.utils import timezone
 
     from killswitch.notifications import tasks
+    from killswitch.runtime import background
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to the Celery broker")
@@ -132,6 +133,7 @@ def test_a_notification_queued_while_the_broker_was_down_is_delivered_later(endp
         patch.setattr(tasks.deliver, "apply_async", broker_down)
         result = services.activate(scope="symbol:TSLA", level="halt", reason="broker down", actor=trader,
                                    source="api")
+        background.flush()  # deliveries are published from the notify lane, after the request
     # The broker is back.
     rows = rows_for(event_of(result))
     assert rows and all(r.status == "pending" and r.attempts == 0 for r in rows.values())

@@ -131,6 +131,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory,
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "riskcontrol", "worker", "--pool=solo", "-n", hostname,
+             "-Q", f"{settings.BROKER_QUEUE},{settings.NOTIFY_QUEUE}",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('killswitch', '0007_audit_chain_v2'),
+        ('killswitch', '0008_resume_requests'),
     ]
 
     operations = [
