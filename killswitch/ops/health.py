@@ -2,13 +2,13 @@
 
 Components: `database` (a `SELECT 1`), `redis` (a PING on the service's Redis, through
 the sentinels when configured), `reconciler` (the heartbeat in Redis is younger than
-its `stale_after`, and who leads), `workers` (at least one Celery worker answers a
-ping), and whatever other apps register (killswitch.ops.hooks; the brokers app: the
+its `stale_after`, and who leads), `workers` (at least one Celery worker answers on
+each queue, broker and notify), and whatever other apps register (killswitch.ops.hooks; the brokers app: the
 connections of the configured accounts).
 
 Every check runs in its own thread against one deadline (CHECK_TIMEOUT): a component
-that has not answered by then reads `timeout`, so `/readyz` answers within about a
-second even with a database that hangs. A check still running from an earlier call is
+that has not answered by then reads `timeout`, so `/readyz` answers within about 1.5 s
+even with a database that hangs. A check still running from an earlier call is
 not started again (it reads `timeout` at once): threads never pile up behind a hung
 dependency.
 """
@@ -28,9 +28,10 @@ from .hooks import ComponentState, checks
 
 logger = logging.getLogger("killswitch.ops")
 
-CHECK_TIMEOUT = 1.0  # seconds for all checks together
+CHECK_TIMEOUT = 1.5  # seconds for all checks together
 REDIS_TIMEOUT = 0.5
-WORKER_PING_TIMEOUT = 0.5
+# Celery collects replies for the whole timeout: a worker busy in a task answers late.
+WORKER_PING_TIMEOUT = 1.0
 RECONCILER_LEASE = "reconciler"
 
 _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="readyz")
@@ -96,10 +97,20 @@ def check_reconciler() -> ComponentState:
 
 
 def check_workers() -> ComponentState:
+    """At least one Celery worker consumes each queue: `broker` (the runs: cancel,
+    flatten, verify) and `notify` (deliveries); `queues` counts the workers on each."""
+    from django.conf import settings
+
     from riskcontrol.celery import app
 
-    replies = app.control.ping(timeout=WORKER_PING_TIMEOUT) or []
-    return ComponentState(bool(replies), "ok" if replies else "none answering", {"answering": len(replies)})
+    found = app.control.inspect(timeout=WORKER_PING_TIMEOUT).active_queues() or {}
+    per_queue = {settings.BROKER_QUEUE: 0, settings.NOTIFY_QUEUE: 0}
+    for queues in found.values():
+        for name in {q.get("name") for q in queues} & set(per_queue):
+            per_queue[name] += 1
+    missing = [name for name, n in per_queue.items() if n == 0]
+    return ComponentState(not missing, "ok" if not missing else "no worker on " + ", ".join(missing),
+                          {"answering": len(found), "queues": per_queue})
 
 
 BUILT_IN = {"database": check_database, "redis": check_redis, "reconciler": check_reconciler,

@@ -25,15 +25,31 @@ PROCFILE = ROOT / "deploy" / "Procfile"
 UNITS = ROOT / "deploy" / "systemd"
 
 
-def test_the_procfile_starts_exactly_the_registered_processes():
+UNIT_OF = {"web": "killswitch-web@.service", "notify-worker": "killswitch-notify-worker@.service",
+           "reconciler": "killswitch-reconciler.service", "telegram": "killswitch-telegram.service",
+           "broker-worker": "killswitch-broker-worker@.service", "sweep": "killswitch-sweep.service"}
+
+
+def test_the_procfile_and_the_units_start_exactly_the_registered_processes(settings):
+    registered = {p.name: p for p in processes._processes.values()}  # telegram too (it is conditional)
     procfile = parse_procfile(PROCFILE.read_text()).processes
-    assert list(procfile) == [p.name for p in processes.processes()] == ["web", "worker", "reconciler", "sweep"]
-    for process in processes.processes():
-        if process.name != "web":  # web: riskcontrol.serve runs the registered daphne command N times
-            assert " ".join(process.argv[1:3]) in procfile[process.name]
-    for unit in ("killswitch-web@.service", "killswitch-worker@.service", "killswitch-reconciler.service",
-                 "killswitch-sweep.service"):
-        assert (UNITS / unit).exists()
+    assert list(procfile) == [p.name for p in processes.processes()]  # what runs with the default policy
+    assert set(UNIT_OF) == set(registered)
+    for name, process in registered.items():
+        unit = (UNITS / UNIT_OF[name]).read_text()
+        [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+        if name == "web":  # one daphne on the inherited socket (the Procfile: riskcontrol.serve runs N)
+            assert exec_start.endswith("daphne --fd 3 riskcontrol.asgi:application")
+            continue
+        args = " ".join(process.argv[1:3])  # e.g. "-A riskcontrol", "manage.py killswitch"
+        assert args in exec_start, f"{UNIT_OF[name]} does not run {process.argv}"
+        if name in procfile:
+            assert args in procfile[name]
+        if "-Q" in process.argv:  # each worker on its own queue, as registered
+            queue = process.argv[process.argv.index("-Q") + 1]
+            assert f"-Q {queue}" in exec_start and f"-Q {queue}" in procfile[name]
+        else:
+            assert " ".join(process.argv[1:]) in exec_start
 
 
 @pytest.mark.django_db(transaction=True)
@@ -46,7 +62,7 @@ def test_two_of_everything_under_honcho(tmp_path):
         env.pop(name, None)
     log = open(tmp_path / "honcho.log", "wb")
     honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "start",
-                               "-c", "worker=2,reconciler=2,sweep=2"], cwd=ROOT, env=env, stdout=log,
+                               "-c", "broker-worker=2,reconciler=2,sweep=2"], cwd=ROOT, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     client = redis.Redis.from_url(server.url, decode_responses=True)
     try:
@@ -56,14 +72,16 @@ def test_two_of_everything_under_honcho(tmp_path):
             except requests.RequestException:
                 return None
             body = response.json()
-            return body if response.status_code == 200 and body["components"]["workers"]["answering"] == 2 else None
+            workers = body["components"]["workers"]
+            return body if response.status_code == 200 and workers["queues"]["broker"] == 2 else None
 
         body = wait_for(ready, timeout=90, interval=0.5)
         assert body["components"]["reconciler"]["leader"]
         leaders = {loop: client.get(KEY_PREFIX + loop) for loop in ("reconciler", "sweep")}
         assert all(leaders.values())  # one of the two of each leads ...
         out = (tmp_path / "honcho.log").read_text(errors="replace")
-        for name in ("web.1", "worker.1", "worker.2", "reconciler.1", "reconciler.2", "sweep.1", "sweep.2"):
+        for name in ("web.1", "notify-worker.1", "broker-worker.1", "broker-worker.2", "reconciler.1",
+                     "reconciler.2", "sweep.1", "sweep.2"):
             assert f"{name} " in out  # ... and every process was started
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)

@@ -29,7 +29,7 @@ def test_healthz_answers_without_credentials_or_dependencies(client, settings):
 
 
 def test_ready_when_every_component_answers(client, reconciler, start_worker):
-    worker = start_worker(Path(settings.RISK_LIMITS_PATH))
+    worker = start_worker(Path(settings.RISK_LIMITS_PATH), queues="broker,notify")
 
     def ready():
         response = client.get("/readyz")
@@ -43,7 +43,8 @@ def test_ready_when_every_component_answers(client, reconciler, start_worker):
     assert body["status"] == "ready"
     assert {name: c["state"] for name, c in components.items()} == {
         "database": "ok", "redis": "ok", "reconciler": "ok", "workers": "ok", "brokers": "ok"}
-    assert components["workers"]["answering"] >= 1
+    assert components["workers"]["answering"] == 1
+    assert components["workers"]["queues"] == {"broker": 1, "notify": 1}
     assert components["reconciler"]["heartbeat_age_seconds"] <= components["reconciler"]["stale_after_seconds"]
     assert components["brokers"]["accounts"] == {"DRILL01": "connected", "DU111111": "connected",
                                                  "DU222222": "connected"}
@@ -66,7 +67,8 @@ def test_a_stale_heartbeat_and_no_worker_make_it_not_ready(client, redis_client)
     body = client.get("/readyz").json()
     assert body["components"]["reconciler"]["state"] == "stale"
     assert body["components"]["reconciler"]["heartbeat_age_seconds"] >= 60
-    assert body["components"]["workers"] == {"ok": False, "state": "none answering", "answering": 0}
+    assert body["components"]["workers"] == {"ok": False, "state": "no worker on broker, notify", "answering": 0,
+                                             "queues": {"broker": 0, "notify": 0}}
     redis_client.delete(L.KEY_HEARTBEAT)
     assert client.get("/readyz").json()["components"]["reconciler"]["state"] == "missing"
 
@@ -117,24 +119,31 @@ def test_ib_accounts_are_connected_while_the_gateway_answers_the_handshake(clien
 
 def test_two_workers_on_one_queue_both_answer_and_either_does_the_work(client, reconciler, start_worker, trader):
     """Several Celery workers per queue need nothing more than starting them: both
-    answer /readyz, and when one dies the other alone does the next activation's runs."""
+    broker workers answer /readyz, and when one dies the other alone does the next
+    activation's runs."""
     from brokers import demo as demo_data
     from brokers.models import BrokerRun
     from killswitch import services
     from tests.brokers.conftest import wait_runs_finished
 
     demo_data.seed_demo_data()
-    first, second = (start_worker(Path(settings.RISK_LIMITS_PATH)) for _ in range(2))
+    notify = start_worker(Path(settings.RISK_LIMITS_PATH), queues="notify")
+    first, second = (start_worker(Path(settings.RISK_LIMITS_PATH)) for _ in range(2))  # the broker queue
+
+    def queues() -> dict[str, int] | None:
+        workers = client.get("/readyz").json()["components"]["workers"]
+        return workers["queues"] if workers["ok"] else None
+
     try:
-        wait_for(lambda: client.get("/readyz").json()["components"]["workers"]["answering"] == 2, timeout=20)
+        wait_for(lambda: queues() == {"broker": 2, "notify": 1}, timeout=20)
         services.activate(scope="global", level="halt", reason="both", actor=trader, source="api")
         runs = wait_runs_finished(timeout=60)
         assert [r.state for r in runs] == ["completed"] * 3  # DU111111, DU222222, DRILL01
         first.kill()
-        wait_for(lambda: client.get("/readyz").json()["components"]["workers"]["answering"] == 1, timeout=20)
+        wait_for(lambda: queues() == {"broker": 1, "notify": 1}, timeout=20)  # one broker worker is ready enough
         services.activate(scope="account:DU111111", level="kill", reason="one left", actor=trader, source="api")
         wait_for(lambda: BrokerRun.objects.count() == 4, timeout=10)
         assert {r.state for r in wait_runs_finished(timeout=60)} == {"completed"}
     finally:
-        first.stop()
-        second.stop()
+        for worker in (first, second, notify):
+            worker.stop()
