@@ -164,7 +164,7 @@ def admin_cases() -> list[tuple[str, str]]:
         ("filter outcome=noop", "outcome__exact=noop"),
         ("filter source=telegram", "source__exact=telegram"),
         ("filter scope kind=symbol", "scope_kind__exact=symbol"),
-        ("filter new level=kill", "new_level__exact=kill"),
+        ("filter new level=kill", "new_level=kill"),
         ("filter recorded within 7 days", "within=7d"),
         ("filter recorded within a year", "within=365d"),
         ("filters action+source+kind", "action__exact=activate&source__exact=api&scope_kind__exact=account"),

