@@ -66,3 +66,9 @@ class BrokersConfig(AppConfig):
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))
+        from killswitch.ops import hooks as ops_hooks
+
+        from . import ops as broker_ops
+
+        # /readyz: the connections of the configured accounts; /metrics: runs and actions.
+        ops_hooks.register("brokers", check=broker_ops.readiness, metrics=broker_ops.metric_families)

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
+    path("", include("killswitch.ops.urls")),  # /healthz, /readyz, /metrics
     # The dashboard is what a person opening the server's address is looking for.
     path("", RedirectView.as_view(pattern_name="admin:killswitch_risk", permanent=False)),
     path("admin/", admin.site.urls),

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 CASES = {
     "malformed json": ('{"action": "activate", "reason": ', None, "not valid JSON"),
     "body is a list": ('["activate"]', None, "Expected a dictionary"),
-    "unknown action": ({"action": "explode", "reason": "x"}, "action", 'expected "activate" or "deactivate"'),
+    "unknown action": ({"action": "explode", "reason": "x"}, "action", 'expected "activate", "deactivate" or "approve"'),
     "missing action": ({"reason": "x"}, "action", "required"),
     "unknown level": ({"action": "activate", "reason": "x", "level": "nuke"}, "level",
                       "expected one of pause, halt, kill"),

@@ -207,7 +207,7 @@ def test_make_run_starts_the_bot_only_with_telegram_enabled_and_a_token(monkeypa
     assert ("telegram" in names) is runs
     if runs:
         assert names["telegram"].command(python="py") == ["py", "manage.py", "killswitch", "telegram", "run"]
-    assert {"web", "worker", "reconciler"} <= set(names)
+    assert {"web", "notify-worker", "broker-worker", "reconciler", "sweep"} <= set(names)
 
 
 def test_the_token_may_come_from_a_file(monkeypatch, tmp_path):

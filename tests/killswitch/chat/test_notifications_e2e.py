@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from django.conf import settings
 
 from brokers.demo import seed_demo_data
 from killswitch import policy
@@ -33,7 +34,8 @@ def telegram_channel(api, monkeypatch, tmp_path, django_db_blocker):
     path = tmp_path / "risk_limits.yaml"
     path.write_text("kill_switch:\n  telegram_enabled: true\n")
     with django_db_blocker.unblock():
-        worker = Worker({**worker_env(path, paper_only=True), **env}, tmp_path).start()
+        worker = Worker({**worker_env(path, paper_only=True), **env}, tmp_path,
+                        queues=f"{settings.BROKER_QUEUE},{settings.NOTIFY_QUEUE}").start()
     yield worker
     # Deliveries finish before the test database is flushed (PostgreSQL's TRUNCATE
     # would wait on the worker's writes).
