@@ -145,8 +145,10 @@ def test_runs_and_actions_are_visible_in_the_cli():
     out = StringIO()
     call_command("killswitch", "runs", "--id", str(run.pk), stdout=out)
     text = out.getvalue()
-    assert f"run {run.pk}" in text and "completed" in text
-    assert text.count("cancel ") == 3
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ["RUN", "KIND"]  # a table with its header row
+    assert lines[1].split()[:2] == [str(run.pk), "switch"] and "completed" in lines[1]
+    assert sum(1 for line in lines if line.startswith("cancel ")) == 3
 
 
 @pytest.mark.parametrize("level", ["pause", "running"])

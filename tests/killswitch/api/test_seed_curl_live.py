@@ -92,11 +92,11 @@ def test_seed_activate_cooldown_and_deactivate_over_curl(live_server, risk_offic
 
 def test_scoped_kill_example_and_anonymous_curl(live_server, trader, redis_client):
     token = issue_token(username=trader.username).key
-    status, body = _run(_doc_command('"scope": "account:DU123"'), live_server.url, token)
+    status, body = _run(_doc_command('"scope": "account:DU111111"'), live_server.url, token)
     assert status == 200
     assert (body["status"], body["level"], body["scope"], body["reason"]) == (
-        "kill_switch_activated", "kill", "account:DU123", "Runaway orders")
-    assert wait_for(lambda: redis_client.hget("killswitch:state", "account:DU123") == "kill")
+        "kill_switch_activated", "kill", "account:DU111111", "Runaway orders")
+    assert wait_for(lambda: redis_client.hget("killswitch:state", "account:DU111111") == "kill")
     # The same request without a token: 401 in the error shape, audited.
     status, body = _run(_doc_command('{"action": "deactivate"}'), live_server.url, "")
     assert status == 401
