@@ -10,11 +10,14 @@ client library. Changes are made as a person would, over the API.
   possibly stale; back, the page catches up on what happened meanwhile; the reconciler
   stops: the page says no heartbeat comes.
 
-Screenshots for the README go to docs/screenshots/.
+Screenshots for the README: `UPDATE_SCREENSHOTS=1 make test PYTEST_ARGS=tests/killswitch/web/test_browser_live.py`
+writes them into docs/screenshots/ (committed); otherwise into artifacts/screenshots/, so
+that a test run leaves the committed pictures alone.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -31,11 +34,11 @@ from tests.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
-DOCS = ROOT / "docs" / "screenshots"
+DOCS = ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "artifacts" / "screenshots"
 
 
 def docs_screenshot(page, name: str) -> Path:
-    """A README screenshot (committed): the page as it is now, 1280 px wide."""
+    """A README screenshot: the page as it is now, 1280 px wide."""
     DOCS.mkdir(parents=True, exist_ok=True)
     path = DOCS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
