@@ -40,6 +40,7 @@
   };
 
   KS.updateSubmitStates = function () {
+    if (KS.busy) { return; }  // a request is on its way: no second one
     if ($('kill-submit')) {
       $('kill-submit').disabled = !($('kill-confirm').value === config.kill_word && $('kill-reason').value.trim());
     }
@@ -57,12 +58,14 @@
     var data = new FormData(form);
     var submit = form.querySelector('button[type=submit]');
     submit.disabled = true;
+    KS.busy = true;
     fetch(form.action, {
       method: 'POST', body: data, credentials: 'same-origin',
       headers: { Accept: 'application/json', 'X-Requested-With': 'XMLHttpRequest' },
     }).then(function (r) {
       return r.json().catch(function () { return { ok: false, error: 'The server answered HTTP ' + r.status + '.' }; });
     }).then(function (answer) {
+      KS.busy = false;
       if (answer.ok) {
         if (answer.seq) { KS.ownSeqs[answer.seq] = true; }
         closeModal(modalId);
@@ -80,6 +83,7 @@
         KS.updateSubmitStates();
       }
     }).catch(function (err) {
+      KS.busy = false;
       errorBox.hidden = false;
       errorBox.textContent = 'The request did not reach the server: ' + err.message +
         '. On the server, `.venv/bin/python manage.py killswitch activate` still works.';
