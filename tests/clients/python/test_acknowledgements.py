@@ -72,7 +72,8 @@ def test_acknowledgement_is_visible_through_the_api_and_cli(live_client, risk_of
     call_command("killswitch", "clients", stdout=out)
     text = out.getvalue()
     assert "momo-1" in text and "halt" in text and "0 late" in text
-    assert f"v{result.version}" in text and "1/1 acked" in text
+    change = next(line.split() for line in text.splitlines() if f"#{result.seq}" in line)
+    assert change[:2] == [str(result.version), f"#{result.seq}"] and "1/1" in change  # acked by 1 of 1
 
 
 def test_reading_clients_needs_the_viewer_role(live_client, nobody):

@@ -52,7 +52,7 @@ def test_out_of_band_escalation_is_applied_and_audited_with_source_redis(reconci
     # it appears in the CLI history too
     out = subprocess.run([sys.executable, "manage.py", "killswitch", "history", "--source", "redis"],
                          capture_output=True, text=True, env=_cli_env(), timeout=60)
-    assert "out_of_band" in out.stdout and "running->kill" in out.stdout
+    assert "out_of_band" in out.stdout and "running -> kill" in out.stdout
 
 
 def test_out_of_band_resume_during_cooldown_is_reverted_as_a_violation(reconciler, redis_client, trader):
