@@ -5,9 +5,10 @@ outcome of each is read from the answer and, when the order is no longer there, 
 the terminal's order history: removed (cancelled), filled before the removal arrived
 (too late), or partly filled first. A code that repeating can help with (retcodes.py:
 frozen near the market, too many requests, no connection) is an `error` the run
-retries; one it cannot (the market closed, which blocks removals too; AutoTrading
-switched off) is `rejected`, and the order stays working for the run's verification
-and the sweep to report.
+retries; one it cannot (the market closed, which blocks removals too) is `rejected`,
+and the order stays working for the run's verification and the sweep to report. A
+code about the whole terminal (AutoTrading off, no trade server: 10026, 10027,
+10031) is raised as BrokerError, as for closing deals.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..base import (
     WorkingOrder,
 )
 from .mapping import dec
-from .retcodes import DONE, INVALID, retcode
+from .retcodes import DONE, INVALID, TERMINAL_WIDE, retcode, trade_error
 from .session import ReplyLost
 
 TRADE_ACTION_REMOVE = 8
@@ -48,9 +49,13 @@ class CancelMixin:
                                   f"({lost}); it is still working", retryable=True) from None
             return self._classify(order, "answer lost; no longer working")
         code = int(result["retcode"])
-        if code == DONE or code in GONE:
-            return self._classify(order, "" if code == DONE else f"{retcode(code)}: not working any more")
+        if code == DONE:
+            return self._classify(order, "")
         rc = retcode(code)
+        if code in GONE and not any(str(o["ticket"]) == order.order_id for o in self._read("records", "orders_get")):
+            return self._classify(order, f"{rc}: not working any more")
+        if code in TERMINAL_WIDE:
+            raise trade_error(code, f"{self._where}: removing order {order.order_id}", str(result.get("comment") or ""))
         detail = f"{rc}; server comment {result.get('comment')!r}"
         return CancelResult(order, ERROR if rc.retryable else REJECTED, order.filled, detail)
 

@@ -87,6 +87,8 @@ SUCCESS = frozenset({PLACED, DONE, DONE_PARTIAL})
 # Resent at once with a fresh quote (bounded by the terminal's requote_retries).
 REQUOTES = frozenset({10004, 10020, 10021})
 POSITION_CLOSED, INVALID_CLOSE_VOLUME, INVALID_FILL, INVALID = 10036, 10038, 10030, 10013
+# About the terminal, not one order or ticket: every request would get the same answer.
+TERMINAL_WIDE = frozenset({10026, 10027, 10031})
 
 # last_error() codes of the MetaTrader5 module (a call answered None or False).
 TERMINAL_ERRORS: dict[int, Retcode] = _codes(

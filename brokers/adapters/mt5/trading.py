@@ -16,9 +16,13 @@ mode the symbol allows:
 Answers: requote, price changed, no quotes (10004, 10020, 10021) are resent at once
 with a fresh quote, up to the terminal's `requote_retries`; 10030 moves to the next
 allowed filling mode; 10038 (the ticket holds less than asked) re-reads the ticket and
-sends what it holds; 10036 (already closed) sends nothing more and reports it. Any
-other code is raised as BrokerError when repeating can help (retcodes.py), and
-reported as a rejected order otherwise.
+sends what it holds; 10036 (already closed) sends nothing more and reports it. A code
+about the terminal rather than the ticket (AutoTrading off in the terminal or at the
+server, no link to the trade server: 10026, 10027, 10031) is raised as BrokerError,
+retryable or not by the table in retcodes.py, and stops the attempt. Any other code is
+the ticket's outcome, on its own action row with the code's name: nothing executed,
+`cancelled` when repeating can help (the run sends again for what is left), `rejected`
+when it cannot (the run fails with an alert).
 
 A reply lost on the way back (the bridge dropped or timed out after the request left)
 is never answered by a second deal: the deal is looked for in the terminal's history
@@ -51,7 +55,9 @@ from .retcodes import (
     POSITION_CLOSED,
     REQUOTES,
     SUCCESS,
+    TERMINAL_WIDE,
     retcode,
+    trade_error,
 )
 from .session import ReplyLost
 
@@ -137,12 +143,15 @@ class TradingMixin:
                 volume = min(volume, dec(held[0]["volume"]))
                 continue
             resent = f" after {requotes} resend(s)" if requotes else ""
-            if rc.retryable:
-                raise BrokerError(f"{self._where}: closing deal for {label} ticket {position.ticket}: MT5 answered "
-                                  f"{rc}{resent}; nothing executed", retryable=True)
-            detail = f"{rc}{resent}; server comment {result.get('comment')!r}; " + "; ".join(notes)
-            return OrderState(order_id=str(result.get("order") or ""), client_ref=client_ref, status=DONE_REJECTED,
-                              quantity=quantity, detail=detail.strip("; "))
+            if code in TERMINAL_WIDE:
+                raise trade_error(code, f"{self._where}: closing deal for {label} ticket {position.ticket}"
+                                        f"{resent}; nothing executed", str(result.get("comment") or ""))
+            detail = "; ".join([f"{rc}{resent}", f"server comment {result.get('comment')!r}", *notes])
+            # Nothing executed. Retryable: done without a fill, so the run sends again for
+            # what is left (next round, then with backoff); otherwise rejected.
+            return OrderState(order_id=str(result.get("order") or ""), client_ref=client_ref,
+                              status=DONE_CANCELLED if rc.retryable else DONE_REJECTED, quantity=quantity,
+                              detail=f"{detail}; nothing executed")
 
     def _state(self, result: dict[str, Any], code: int, volume: Decimal, client_ref: str, filling: int,
                notes: list[str]) -> OrderState:
