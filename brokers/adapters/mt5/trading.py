@@ -126,7 +126,7 @@ class TradingMixin:
             rc = retcode(code)
             if code in REQUOTES and requotes < self.terminal.requote_retries:
                 requotes += 1
-                notes.append(f"{rc.name} at {request['price']}")
+                notes.append(f"{code} {rc.name} at {request['price']}")
                 time.sleep(min(0.05 * requotes, 0.5))  # let the quote move on
                 continue
             if code == INVALID_FILL and filling + 1 < len(fillings):
@@ -185,9 +185,14 @@ class TradingMixin:
                           "reference before anything is sent again", retryable=True)
 
     def _already_closed(self, position: Position, client_ref: str, quantity: Decimal) -> OrderState:
+        """The answer was 10036 (or the ticket is gone): what is true at the terminal."""
         found = self.find_order(account=self.account, client_ref=client_ref)
         if found is not None:
             return found
+        if self._read("records", "positions_get", ticket=int(position.ticket)):
+            return OrderState(order_id="", client_ref=client_ref, status=DONE_CANCELLED, quantity=quantity,
+                              detail=f"{retcode(POSITION_CLOSED)}, yet ticket {position.ticket} is still open; "
+                                     "nothing executed")
         deals = self._read("records", "history_deals_get", position=int(position.ticket))
         outs = [d for d in deals if d.get("entry") in (1, 2, 3) and is_trade_deal(d)]
         by = ", ".join(f"deal {d['ticket']} {d.get('comment') or '(no comment)'}" for d in outs[-3:]) or "unknown"
