@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.models import BrokerAction
+from brokers.models import BrokerAction, BrokerRun
+from killswitch import services as ks
 from killswitch.models import Event
 from tests.conftest import wait_for
 
@@ -235,3 +236,37 @@ def test_the_market_closed_blocks_removal_and_the_halt_fails_with_the_order_stil
     [cancel] = run.actions.filter(action="cancel")
     assert cancel.outcome == "rejected" and "10018 TRADE_RETCODE_MARKET_CLOSED" in cancel.detail
     assert set(orders(terminal)) == {order}
+
+
+def test_while_halted_the_sweep_removes_an_order_an_ea_places_anyway(terminal, mt5_stack, start_sweep):
+    activate(f"account:{ACCOUNT}", "halt")
+    [run] = wait_runs_finished()
+    assert run.state == "completed"
+    loop = start_sweep(mt5_stack._policy, paper_only=False)
+    rogue = terminal.add_order("GBPUSD", "buy_limit", 0.10, 1.20, magic=MOMENTUM)
+    wait_for(lambda: rogue not in orders(terminal), timeout=30)
+    loop.stop()
+    sweep = BrokerRun.objects.get(kind="sweep")
+    assert (sweep.broker, sweep.state) == ("mt5", "completed"), loop.log()
+    [action] = sweep.actions.all()
+    assert (action.broker_order_id, action.strategy, action.outcome) == (str(rogue), "momentum", "cancelled")
+
+
+def test_with_the_worker_stopped_the_sweep_removes_the_orders_and_a_lifted_kill_is_superseded(
+        terminal, mt5_stack, start_sweep, set_policy):
+    set_policy(cooldown_minutes=0)
+    ids = [terminal.add_order("EURUSD", "sell_limit", 0.10, 1.10) for _ in range(3)]
+    ticket = terminal.add_position("EURUSD", "buy", 0.10)
+    mt5_stack.worker.pause()
+    try:
+        loop = start_sweep(mt5_stack._policy, paper_only=False)
+        activate(f"account:{ACCOUNT}", "kill")
+        wait_for(lambda: not set(ids) & set(orders(terminal)), timeout=30)
+        loop.stop()
+        ks.deactivate(scope=f"account:{ACCOUNT}", actor="cli:tester", source="cli", reason="false alarm")
+    finally:
+        mt5_stack.worker.resume()
+    runs = {r.kind: r for r in wait_runs_finished(timeout=60)}
+    assert runs["sweep"].state == "completed" and runs["sweep"].actions.count() == len(ids)
+    assert runs["switch"].state == "superseded"
+    assert set(positions(terminal)) == {ticket} and closing_deals(terminal) == []  # the sweep never closes
