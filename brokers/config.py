@@ -88,6 +88,8 @@ class MT5Terminal:
     requote_retries: int = 5
     # How far back closing deals are looked for by their reference.
     history_days: int = 7
+    # What `manage.py killswitch drill` trades on a demo account of this terminal.
+    drill_symbols: tuple[str, ...] = ("EURUSD", "USDJPY")
 
     def password(self) -> str | None:
         """The password from `password_env` (None when none is configured). Raises
@@ -235,7 +237,7 @@ def _terminal(index: int, raw: Any) -> MT5Terminal:
     raw = _mapping(key, raw)
     _known(key, raw, {"name", "host", "port", "accounts", "server", "password_env", "path", "transport",
                       "magic", "deviation", "strategy", "strategy_magics", "timeout_seconds",
-                      "requote_retries", "history_days"})
+                      "requote_retries", "history_days", "drill_symbols"})
     name = _text(f"{key}.name", raw.get("name", f"mt5-{index}"), "a non-empty name")
     logins = raw.get("accounts", [])
     if (not isinstance(logins, list) or not logins
@@ -257,6 +259,10 @@ def _terminal(index: int, raw: Any) -> MT5Terminal:
         if not isinstance(label, str) or not label or " " in label:
             raise _bad(f"{key}.strategy_magics", label, "strategy names without spaces")
         _number(f"{key}.strategy_magics.{label}", number, 1, 2**63 - 1, integer=True)
+    drill_symbols = raw.get("drill_symbols", ["EURUSD", "USDJPY"])
+    if (not isinstance(drill_symbols, list) or not drill_symbols
+            or not all(isinstance(x, str) and x and " " not in x for x in drill_symbols)):
+        raise _bad(f"{key}.drill_symbols", drill_symbols, "a non-empty list of the terminal's symbols, e.g. [EURUSD]")
     if len(set(magics.values())) != len(magics):
         raise _bad(f"{key}.strategy_magics", magics, "one strategy name per magic number")
     return MT5Terminal(
@@ -275,6 +281,7 @@ def _terminal(index: int, raw: Any) -> MT5Terminal:
         timeout_seconds=_number(f"{key}.timeout_seconds", raw.get("timeout_seconds", 10.0), 0.5, 120),
         requote_retries=_number(f"{key}.requote_retries", raw.get("requote_retries", 5), 0, 50, integer=True),
         history_days=_number(f"{key}.history_days", raw.get("history_days", 7), 1, 365, integer=True),
+        drill_symbols=tuple(drill_symbols),
     )
 
 

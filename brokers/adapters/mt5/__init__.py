@@ -54,7 +54,7 @@ class MT5Adapter(TradingMixin, CancelMixin, SessionMixin, BrokerAdapter):
                               retryable=False)
 
     def _instrument(self, symbol: str) -> Instrument:
-        return instrument_of(symbol, self._symbol(symbol))
+        return instrument_of(symbol, self.symbol_info(symbol))
 
     def _listing(self, fn: str, *args: Any) -> list[dict[str, Any]]:
         """A listing that is this account's: the login is checked after it was read."""

@@ -41,7 +41,7 @@ class CancelMixin:
     def cancel_order(self, order: WorkingOrder) -> CancelResult:
         self._for(order.account)
         try:
-            result = self._send({"action": TRADE_ACTION_REMOVE, "order": int(order.order_id)})
+            result = self.order_send({"action": TRADE_ACTION_REMOVE, "order": int(order.order_id)})
         except ReplyLost as lost:
             # The removal may or may not have been applied: the terminal says which.
             if any(str(o["ticket"]) == order.order_id for o in self._read("records", "orders_get")):
@@ -62,14 +62,14 @@ class CancelMixin:
     def settle(self, orders: list[WorkingOrder]) -> list[CancelResult]:
         return [self._classify(o, "no longer working when re-read") for o in orders]
 
-    def _history_order(self, ticket: str) -> dict[str, Any] | None:
+    def history_order(self, ticket: str) -> dict[str, Any] | None:
         found = self._read("records", "history_orders_get", ticket=int(ticket))
         return found[-1] if found else None
 
     def _classify(self, order: WorkingOrder, note: str) -> CancelResult:
         """An order no longer working, from the terminal's history: fully executed ->
         too late; partly -> filled before the removal; not at all -> cancelled."""
-        done = self._history_order(order.order_id)
+        done = self.history_order(order.order_id)
         if done is None:
             return CancelResult(order, CANCELLED, order.filled,
                                 "; ".join(filter(None, [note, "not in the terminal's history"])))

@@ -99,13 +99,17 @@ class SessionMixin:
             raise self._failure("initialize", link)
         if isinstance(link, ModuleLink):
             _native_path[0] = t.path
-        self._check_account(link)
+        self._check_account(link, initialized=True)
 
-    def _check_account(self, link: Link | None = None) -> dict[str, Any]:
+    def _check_account(self, link: Link | None = None, *, initialized: bool = False) -> dict[str, Any]:
         """account_info(), which must be this account's. Raises BrokerError naming the
-        login the terminal is on otherwise (not retryable: a person logs it in)."""
+        login the terminal is on otherwise (not retryable: a person logs it in). A module
+        that lost its initialization meanwhile is initialized again (once)."""
         link = link or self._link()
         info = self._raw(link.record, "account_info")
+        if info is None and not initialized and int(self._raw(link.call, "last_error")[0]) == NO_IPC:
+            self._initialize(link)
+            return self._account_info
         if info is None:
             raise self._failure("account_info", link)
         if str(info.get("login")) != self.account:
@@ -150,7 +154,7 @@ class SessionMixin:
             raise BrokerError(f"{self._where}: {fn} failed: {err}, {message!r}", retryable=err.retryable)
         raise AssertionError("unreachable")
 
-    def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+    def order_send(self, request: dict[str, Any]) -> dict[str, Any]:
         """order_send. Raises ReplyLost when the request may have executed without an answer,
         BrokerError when the terminal refused to take it (nothing executed)."""
         self._check_account()
@@ -183,14 +187,14 @@ class SessionMixin:
         """demo, contest or real (account_info().trade_mode), read now."""
         return ACCOUNT_TRADE_MODES.get(int(self._check_account().get("trade_mode", -1)), "unknown")
 
-    def _symbol(self, symbol: str) -> dict[str, Any]:
+    def symbol_info(self, symbol: str) -> dict[str, Any]:
         """symbol_info(symbol), read once per adapter. Raises BrokerError when the terminal
         does not know it."""
         if symbol not in self._symbols:
             self._symbols[symbol] = self._read("record", "symbol_info", symbol)
         return self._symbols[symbol]
 
-    def _tick(self, symbol: str) -> dict[str, Any]:
+    def quote(self, symbol: str) -> dict[str, Any]:
         """The current quote. A symbol outside Market Watch has none until selected."""
         link = self._link()
         tick = self._raw(link.record, "symbol_info_tick", symbol)

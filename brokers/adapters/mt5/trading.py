@@ -98,7 +98,7 @@ class TradingMixin:
         if len(client_ref) > MAX_COMMENT:
             raise BrokerError(f"closing reference {client_ref!r} is longer than MT5's {MAX_COMMENT}-character "
                               "comment", retryable=False)
-        info = self._symbol(symbol)
+        info = self.symbol_info(symbol)
         if int(info.get("trade_mode", -1)) == SYMBOL_TRADE_MODE_DISABLED:
             raise Unclosable(f"{label}: trading is disabled on {symbol} at this broker (SYMBOL_TRADE_MODE_DISABLED); "
                              "nothing was sent")
@@ -108,7 +108,7 @@ class TradingMixin:
         side = ORDER_TYPE_SELL if position.quantity > 0 else ORDER_TYPE_BUY
         volume, filling, requotes, notes = quantity, 0, 0, []
         while True:
-            tick = self._tick(symbol)
+            tick = self.quote(symbol)
             request = {
                 "action": TRADE_ACTION_DEAL, "symbol": symbol, "volume": float(volume), "type": side,
                 "position": int(position.ticket),
@@ -117,7 +117,7 @@ class TradingMixin:
                 "comment": client_ref, "type_time": ORDER_TIME_GTC, "type_filling": fillings[filling],
             }
             try:
-                result = self._send(request)
+                result = self.order_send(request)
             except ReplyLost as lost:
                 return self._after_lost_reply(client_ref, str(lost))
             code = int(result["retcode"])
