@@ -27,7 +27,6 @@ from .retcodes import NO_IPC, terminal_error
 
 logger = logging.getLogger("brokers.mt5")
 
-ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
 ACCOUNT_TRADE_MODES = {0: "demo", 1: "contest", 2: "real"}
 
 # The terminal path the MetaTrader5 module of this process was initialized with (the
@@ -177,12 +176,6 @@ class SessionMixin:
         raise AssertionError("unreachable")
 
     # --- what every step needs --------------------------------------------------------------
-    @property
-    def hedging(self) -> bool:
-        """The account keeps one position per ticket (else one per symbol: netting)."""
-        info = self._account_info or self._check_account()
-        return info.get("margin_mode") == ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
-
     def account_mode(self) -> str:
         """demo, contest or real (account_info().trade_mode), read now."""
         return ACCOUNT_TRADE_MODES.get(int(self._check_account().get("trade_mode", -1)), "unknown")

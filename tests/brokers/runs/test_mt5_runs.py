@@ -270,3 +270,20 @@ def test_with_the_worker_stopped_the_sweep_removes_the_orders_and_a_lifted_kill_
     assert runs["sweep"].state == "completed" and runs["sweep"].actions.count() == len(ids)
     assert runs["switch"].state == "superseded"
     assert set(positions(terminal)) == {ticket} and closing_deals(terminal) == []  # the sweep never closes
+
+
+def test_a_worker_killed_while_its_closing_deal_is_in_flight_never_closes_twice(terminal, mt5_stack, start_sweep):
+    tickets = [terminal.add_position("EURUSD", "buy", 0.10), terminal.add_position("USDJPY", "sell", 0.20)]
+    terminal.stall_next_send(3.0)  # the first closing deal executes; its answer is held back
+    activate(f"account:{ACCOUNT}", "kill")
+    wait_for(lambda: closing_deals(terminal), timeout=30)
+    mt5_stack.worker.kill()  # dies before the answer: its action row says "sending"
+    mt5_stack.ensure_worker()
+    loop = start_sweep(mt5_stack._policy, paper_only=False)  # re-enqueues the run once its lease ends
+    [run] = wait_runs_finished(timeout=90)
+    loop.stop()
+    assert run.state == "completed" and run.attempts >= 2
+    assert positions(terminal) == {}
+    assert sorted(d["position_id"] for d in closing_deals(terminal)) == sorted(tickets)  # one deal per ticket
+    assert sends(terminal, DEAL) == 2
+    assert {a.outcome for a in run.actions.filter(action="close")} == {"filled"}
