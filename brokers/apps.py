@@ -28,7 +28,7 @@ class BrokersConfig(AppConfig):
 
         from . import chat, receivers  # noqa: F401 - receivers connects the hooks
         from .config import brokers_config
-        from .drill import PaperDrill
+        from .drill import BrokerDrills
         from .panels import recent_runs
         from .roles import ensure_grants_after_migrate
 
@@ -36,7 +36,7 @@ class BrokersConfig(AppConfig):
         post_migrate.connect(ensure_grants_after_migrate, sender=self, dispatch_uid="brokers.ensure_grants")
         cli.register_package("brokers.cli")
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
-        drill_hooks.register(PaperDrill())
+        drill_hooks.register(BrokerDrills())
         chat_hooks.register(chat_hooks.BrokerViews(chat.recent_runs, chat.kill_would_close, chat.still_open))
         from killswitch.selectors import open_items
 

@@ -70,7 +70,7 @@ class Reconciler:
         """One comparison. Returns what it did: a decisions.Case value, `db_down` or
         `redis_down` (for logs and tests)."""
         try:
-            services.apply_pending()
+            return self._round()
         except (redis.RedisError, OSError):
             logger.error("redis unreachable; will republish when it is back", exc_info=True)
             return self._done("redis_down")
@@ -78,33 +78,25 @@ class Reconciler:
             logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
             connection.close()
             return self._done("db_down")
-        try:
-            view = P.read_view()
-        except (redis.RedisError, OSError):
-            logger.error("redis unreachable; will republish when it is back", exc_info=True)
-            return self._done("redis_down")
-        try:
-            snap = self._trusted(P.take_snapshot())
-            decision = decide(snap, view)
-            if decision.do is not Do.NOTHING and self.lease is not None and not self.lease.renew():
-                # Frozen after the round began (SIGSTOP) and a follower took over: what
-                # this round saw is stale and the new leader acts on it.
-                return self._done(NOT_LEADER)
-            outcome = self._act(decision, view, snap)
-        except (redis.RedisError, OSError):
-            logger.error("redis unreachable; will republish when it is back", exc_info=True)
-            return self._done("redis_down")
-        except DatabaseError:
-            logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
-            connection.close()
-            return self._done("db_down")
+
+    def _round(self) -> str:
+        # Requests kept in Redis while the database was down go into the audit log first,
+        # so their escalations are recorded as theirs, not as out-of-band writes.
+        services.apply_pending()
+        view = P.read_view()
+        snap = self._trusted(P.take_snapshot())
+        decision = decide(snap, view)
+        if decision.do is not Do.NOTHING and self.lease is not None and not self.lease.renew():
+            # Frozen after the round began (SIGSTOP) and a follower took over: what this
+            # round saw is stale and the new leader acts on it.
+            return self._done(NOT_LEADER)
+        outcome = self._act(decision, view, snap)
         now = time.monotonic()
         if now - self._last_heartbeat >= self.heartbeat_interval:
-            try:
-                P.publish_heartbeat(snap.version, stale_after=self.stale_after)
-                self._last_heartbeat = now
-            except (redis.RedisError, OSError):
-                return self._done("redis_down")
+            # Only after a round that saw both the database and Redis: when the state
+            # cannot be known, the heartbeat stops and clients halt.
+            P.publish_heartbeat(snap.version, stale_after=self.stale_after)
+            self._last_heartbeat = now
             heartbeat_sent.send_robust(sender=Reconciler, version=snap.version)
         self._side_work(now, snap)
         return self._done(outcome)

@@ -236,3 +236,13 @@ def test_audit_pages_show_times_to_the_second_with_utc(client, viewer, trader):
     assert stamp in listing and "a.m." not in listing and "p.m." not in listing
     detail = client.get(reverse("admin:killswitch_event_change", args=[event.pk])).content.decode()
     assert stamp in detail
+
+
+def test_behind_a_proxy_the_risk_page_records_the_forwarded_address_as_the_api_does(client, trader, settings):
+    settings.NUM_PROXIES = 1
+    client.force_login(trader)
+    answer = client.post(reverse("admin:killswitch_risk_activate"),
+                         {"scope": "global", "level": "halt", "reason": "crash", "confirm": "KILL"},
+                         REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7", **JSON)
+    assert answer.status_code == 200, answer.content
+    assert Event.objects.get(action="activate").client_address == "203.0.113.7"
