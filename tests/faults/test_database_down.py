@@ -46,7 +46,7 @@ def test_cli_activation_with_the_database_down_reaches_every_client_and_is_audit
     t0 = time.time()
     result = _cli(down, "activate", "--level", "kill", "--reason", "DB down, runaway strategy")
     assert result.returncode == 0, result.stderr
-    assert "WARNING: the database is unavailable" in result.stderr
+    assert "warning: the database is unavailable" in result.stderr
     assert client.get("trading_switch") == "kill"
     wait_for(lambda: (probe.current() or {}).get("level") == "kill", timeout=5)
     figure("database down", "CLI activation reached the client", since(t0))
