@@ -269,6 +269,8 @@ KILLSWITCH_MAX_CONCURRENT_READS = envint("KILLSWITCH_MAX_CONCURRENT_READS", 2)
 KILLSWITCH_READ_AUTH_CACHE_SECONDS = envint("KILLSWITCH_READ_AUTH_CACHE_SECONDS", 2)
 # Worker threads serving HTTP requests in each server process (riskcontrol/performance/handler.py).
 KILLSWITCH_HTTP_THREADS = envint("KILLSWITCH_HTTP_THREADS", 8)
+KILLSWITCH_HTTP_WRITE_THREADS = envint("KILLSWITCH_HTTP_WRITE_THREADS", 2)
+KILLSWITCH_STATUS_REPLAY = envbool("KILLSWITCH_STATUS_REPLAY", True)
 # How long a read waits for a read slot before it enters beyond the limit (riskcontrol/performance/admission.py).
 KILLSWITCH_READ_QUEUE_MAX_MS = envint("KILLSWITCH_READ_QUEUE_MAX_MS", 1000)
 # How long a read waits for writes in progress before it enters anyway (riskcontrol/performance/admission.py).
