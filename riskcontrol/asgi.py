@@ -20,11 +20,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from killswitch.web.routing import websocket_urlpatterns  # noqa: E402
 from riskcontrol.performance.admission import ReadsYieldToWrites  # noqa: E402
+from riskcontrol.performance.replay import StatusReplay, connect_signals  # noqa: E402
+
+connect_signals()
 
 application = ProtocolTypeRouter(
     {
-        # Reads are admitted a few at a time so an activation never queues behind them.
-        "http": ReadsYieldToWrites(django_asgi_app),
+        # Reads are admitted a few at a time so an activation never queues behind them;
+        # the status read is replayed on the event loop while the state is unchanged.
+        "http": ReadsYieldToWrites(StatusReplay(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 
@@ -93,6 +95,13 @@ class RedisTarget:
         if not self.uses_sentinel:
             return redis.Redis.from_url(self.url_for(db), **options)
         sentinel = redis.sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=self.sentinel_kwargs())
+        return sentinel.master_for(self.master, db=db, **self._auth(), **options)
+
+    def async_client(self, *, db: int = DB_STATE, **options: Any) -> redis.asyncio.Redis:
+        """As `client()`, for asyncio (the status replay's reads on the event loop)."""
+        if not self.uses_sentinel:
+            return redis.asyncio.Redis.from_url(self.url_for(db), **options)
+        sentinel = redis.asyncio.sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=self.sentinel_kwargs())
         return sentinel.master_for(self.master, db=db, **self._auth(), **options)
 
     def sentinel_kwargs(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Plain functions over service results and selectors: no request, no DRF.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -59,9 +60,24 @@ def resumed(result: Any) -> dict[str, Any]:
 
 def status() -> dict[str, Any]:
     """Every scope's level, reason, since, cooldown and version, and the global level."""
+    return status_and_freshness()[0]
+
+
+def status_and_freshness() -> tuple[dict[str, Any], float]:
+    """The status and how many seconds it stays exactly what a new read would answer
+    while nothing changes (a cooldown's whole seconds remaining tick; math.inf when no
+    scope is in a cooldown). The status read's replay uses it
+    (riskcontrol/performance/replay.py)."""
     version, states = selectors.status()
     policy = kill_switch_policy()
     glob = states[0]
+    fresh = math.inf
+    for s in states:
+        left = s.cooldown_remaining_seconds
+        if left > 0:
+            # The answer shows int(left + 0.999) and cooldown_until while left > 0: the
+            # first changes when left + 0.999 crosses a whole number, the second at 0.
+            fresh = min(fresh, (left + 0.999) % 1.0 or 1.0, left)
     return {
         "level": glob.level,
         "active": glob.level != L.RUNNING,
@@ -75,7 +91,7 @@ def status() -> dict[str, Any]:
             "cooldown_remaining_seconds": int(s.cooldown_remaining_seconds + 0.999),
             "version": s.version,
         } for s in states],
-    }
+    }, fresh
 
 
 def event(e: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from killswitch.models import Source
 from killswitch.policy import get_policy, kill_switch_policy
 from killswitch.runtime.addresses import client_address
 from killswitch.services.authorization import permission_for_action
+from riskcontrol.performance import replay
 
 from . import shapes
 from .base import CanViewKillSwitch, KillSwitchView
@@ -127,7 +128,12 @@ class KillSwitchApi(KillSwitchView):
         responses={200: StatusSerializer, **READ_ERRORS},
     )
     def get(self, request) -> Response:
-        return Response(shapes.status())
+        body, fresh = shapes.status_and_freshness()
+        response = Response(body)
+        # For the replay of this read on the server's event loop (riskcontrol/performance/replay.py).
+        response[replay.VERSION_HEADER] = str(body["version"])
+        response[replay.FRESH_HEADER] = replay.fresh_header_value(fresh)
+        return response
 
     @extend_schema(
         operation_id="kill_switch_change",

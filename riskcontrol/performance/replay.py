@@ -1,0 +1,237 @@
+"""The status read answered on the event loop: Django's last answer, replayed while the
+state version published to Redis says nothing has changed.
+
+`GET /api/risk/kill-switch` is what every dashboard, script and monitor polls. Through
+Django it costs a worker thread, the middleware chain, authentication, one database
+query and the JSON rendering, and at 200 pollers those reads took the threads and the
+interpreter from the activations (bench/bench_api.py with BENCH_TRACE=1: the slowest
+activations waited behind 16-44 reads). Replayed, a read costs one Redis HGET awaited
+on the event loop and no thread at all.
+
+What is replayed, and when (everything else goes to Django, which answers as always):
+
+- Only an answer Django gave to the same request: a GET of the status path without a
+  query string or cookies, with the same scheme, Host, X-Forwarded-Host,
+  X-Forwarded-Proto and Accept (so Django has already checked the host, the
+  negotiation and the proxy headers for exactly this request), status 200, no
+  Set-Cookie, and carrying the view's VERSION_HEADER and FRESH_HEADER (only the
+  status view sets them).
+- Only to a token Django authenticated for reads within the read cache's lifetime
+  (caches.read_auth_cache, 2 s), whose user still has the viewer role there. A
+  token Django has not seen, or has not seen lately, is looked up by Django.
+- Only while the body is exact: the view says how long (FRESH_HEADER, in ms: a
+  cooldown's whole seconds remaining tick; forever when no scope is cooling down).
+- Only while Redis' `killswitch:state` version equals the body's version. The
+  body always comes from the database (Django built it); Redis only tells whether
+  the database may have moved on since. A change made in this process forgets the
+  kept answers at once (event_committed), so a publish to Redis that failed cannot
+  leave this process replaying the old state; a change made elsewhere whose publish
+  failed shows once the reconciler has republished (its interval, 0.5 s), which is
+  also when the trading processes see it. Redis unreachable: no replay (for 2 s),
+  Django answers from the database.
+
+Why hand-written: HTTP caches (Django's cache middleware, a proxy) key on the URL and
+expire on time; this answer must change the moment the state does, and be given only to
+callers Django has authorized.
+
+KILLSWITCH_STATUS_REPLAY=false turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from killswitch_client.contract import KEY_STATE as _KEY_STATE
+
+from .caches import read_auth_cache
+
+logger = logging.getLogger("killswitch")
+
+#: Set by the status view on its answer: the state version of the body, and how long
+#: (ms, or "inf") the body stays exact.
+VERSION_HEADER = "X-Killswitch-Version"
+FRESH_HEADER = "X-Killswitch-Fresh-Ms"
+_VERSION, _FRESH = VERSION_HEADER.lower().encode(), FRESH_HEADER.lower().encode()
+#: The request headers that, with the scheme, make two status requests the same request.
+_SAME_REQUEST = (b"host", b"x-forwarded-host", b"x-forwarded-proto", b"accept")
+#: At most this many different request forms are kept (a server is reached under few names).
+MAX_KEPT = 16
+#: A Redis that failed is not asked again for this long (Django answers meanwhile).
+REDIS_BACKOFF_SECONDS = 2.0
+REDIS_TIMEOUT_SECONDS = 0.25
+
+
+def fresh_header_value(seconds: float) -> str:
+    return "inf" if math.isinf(seconds) else str(max(0, int(seconds * 1000)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    version: int
+    expires: float  # the service clock's timestamp (killswitch.runtime.clock), as the body's countdowns
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+class StatusReplay:
+    """ASGI middleware for the HTTP side: replays the status answer (see the module)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._kept: dict[tuple, _Kept] = {}
+        self._generation = 0
+        self._path: str | None = None
+        self._redis_down_until = 0.0
+        # One Redis client per event loop and target (a server has one loop).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
+            weakref.WeakKeyDictionary())
+        self.replayed = 0  # answers given without Django (tests and the benchmark read it)
+        _instances.add(self)
+
+    def forget(self) -> None:
+        """Drop every kept answer (a change was committed in this process)."""
+        self._generation += 1
+        self._kept = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (scope.get("type") != "http" or scope.get("method") != "GET" or scope.get("query_string")
+                or not getattr(settings, "KILLSWITCH_STATUS_REPLAY", True) or scope.get("path") != self.path()):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())  # the last of a repeated header, as Django's META
+        if b"cookie" in headers:
+            await self.app(scope, receive, send)
+            return
+        same = (scope.get("scheme"), *(headers.get(name) for name in _SAME_REQUEST))
+        kept = self._kept.get(same)
+        if kept is not None and _now() < kept.expires and _may_read(headers.get(b"authorization")):
+            version = await self._published_version()
+            if version is not None and version == kept.version:
+                self.replayed += 1
+                await send({"type": "http.response.start", "status": kept.status, "headers": kept.headers})
+                await send({"type": "http.response.body", "body": kept.body})
+                return
+        await self._answer_and_keep(scope, receive, send, same)
+
+    def path(self) -> str:
+        if self._path is None:
+            from django.urls import reverse
+
+            self._path = reverse("kill-switch")
+        return self._path
+
+    async def _answer_and_keep(self, scope, receive, send, same: tuple) -> None:
+        generation = self._generation
+        started = _now()
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def keeping_send(message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, keeping_send)
+        if start.get("status") != 200 or generation != self._generation:
+            return
+        headers = tuple(start.get("headers") or ())
+        named = {name.lower(): value for name, value in headers}
+        if _FRESH not in named or _VERSION not in named or b"set-cookie" in named:
+            return
+        try:
+            version = int(named[_VERSION])
+            fresh_for = math.inf if named[_FRESH] == b"inf" else int(named[_FRESH]) / 1000
+        except ValueError:
+            return
+        kept = dict(self._kept) if len(self._kept) < MAX_KEPT else {}
+        kept[same] = _Kept(version, started + fresh_for, 200, headers, b"".join(body))
+        if generation == self._generation:
+            self._kept = kept
+
+    async def _published_version(self) -> int | None:
+        """Redis' `killswitch:state` version, or None (no replay) when it cannot be read."""
+        now = time.monotonic()
+        if now < self._redis_down_until:
+            return None
+        try:
+            raw = await asyncio.wait_for(self._redis().hget(_KEY_STATE, "version"), REDIS_TIMEOUT_SECONDS)
+            return int(raw) if raw is not None else None
+        except Exception as exc:  # noqa: BLE001 - any failure means: ask the database
+            self._redis_down_until = now + REDIS_BACKOFF_SECONDS
+            logger.info("status replay off for %.0f s: Redis did not answer (%r)", REDIS_BACKOFF_SECONDS, exc)
+            return None
+
+    def _redis(self):
+        from riskcontrol import redis_config
+
+        loop = asyncio.get_running_loop()
+        target = redis_config.from_settings(settings)
+        kept = self._clients.get(loop)
+        if kept is None or kept[0] != target:
+            client = target.async_client(
+                db=redis_config.DB_STATE, decode_responses=True, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS)
+            self._clients[loop] = kept = (target, client)
+        return kept[1]
+
+
+def _now() -> float:
+    from killswitch.runtime import clock
+
+    return clock.now().timestamp()
+
+
+def _may_read(authorization: bytes | None) -> bool:
+    """Whether the request's token was authenticated by Django for reads lately and its
+    user may read the kill switch (nothing here touches the database)."""
+    if not authorization:
+        return False
+    parts = authorization.split()
+    if len(parts) != 2 or parts[0].lower() != b"token":
+        return False
+    try:
+        key = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    from killswitch.services.authorization import VIEW, user_may
+    from killswitch.services.tokens import hash_key
+
+    kept = read_auth_cache.get(hash_key(key))
+    if kept is None:
+        return False
+    try:
+        return user_may(kept[0], VIEW)  # the permissions were loaded with the lookup
+    except Exception:  # noqa: BLE001 - e.g. a permission not in the loaded cache: ask Django
+        return False
+
+
+_instances: weakref.WeakSet[StatusReplay] = weakref.WeakSet()
+
+
+def forget_all(**_: Any) -> None:
+    """Every replay of this process forgets its kept answers."""
+    for replay in list(_instances):
+        replay.forget()
+
+
+def _on_commit(*, changed: bool = False, **_: Any) -> None:
+    if changed:
+        forget_all()
+
+
+def connect_signals() -> None:
+    """Forget the kept answers whenever this process commits a change (called once,
+    when the application is built)."""
+    from killswitch.runtime.hooks import event_committed
+
+    event_committed.connect(_on_commit, dispatch_uid="riskcontrol.performance.replay")
