@@ -31,6 +31,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from killswitch import domain as L
 from killswitch.runtime import background
 
 logger = logging.getLogger("killswitch")
@@ -58,21 +59,31 @@ def push(kind: str, payload: dict[str, Any]) -> bool:
     there is no channel layer or the push could not be queued; a failed send is logged
     there. Raises only ValueError for an unknown kind (a programming error).
     """
+    return _queue(kind, lambda: payload)
+
+
+def _queue(kind: str, build: Any) -> bool:
+    """Queue the push of `build()`'s payload on the after-commit lane; the payload is
+    built there too (it must not read the database)."""
     if kind not in KINDS:
         raise ValueError(f"unknown live push kind {kind!r}; expected one of {', '.join(KINDS)}")
     layer = get_channel_layer()
     if layer is None:
         return False
-    message = {
-        "type": "killswitch.push",  # -> RiskConsumer.killswitch_push
-        "kind": kind,
-        "payload": _jsonable(payload),
-        "sent_at": time.time(),
-    }
+
+    async def send() -> None:
+        message = {
+            "type": "killswitch.push",  # -> RiskConsumer.killswitch_push
+            "kind": kind,
+            "payload": _jsonable(build()),
+            "sent_at": time.time(),
+        }
+        await layer.group_send(GROUP, message)
+
     try:
         # Sent from the after-commit lane: the committing request does not wait for the
         # channel layer, nor borrow the server's busy event loop (background.py).
-        background.live.submit(layer.group_send, GROUP, message)
+        background.live.submit(send)
     except Exception:  # the page re-syncs on reconnect; the switch must go on
         logger.warning("live push of %s could not be queued", kind, exc_info=True)
         return False
@@ -136,11 +147,19 @@ def on_event_committed(sender: Any, event: Any, changed: bool = False, snapshot:
     """Receiver for killswitch.runtime.hooks.event_committed: push the event and, when a level
     changed, every scope's new state, so the page redraws without a round trip."""
     payload: dict[str, Any] = {"event": event_row(event), "changed": bool(changed)}
-    if changed:
+    if changed and (snapshot is None or L.GLOBAL not in snapshot.details):
         try:
-            payload["scopes"] = snapshot_rows(snapshot) or scope_rows()
+            payload["scopes"] = scope_rows()  # read here: the lane must not use the database
         except Exception:  # the page falls back to re-reading the state
             logger.warning("could not read scopes for the live push", exc_info=True)
+    elif changed:
+        # The rows come from the snapshot just published, built on the lane (not in the
+        # committing request).
+        def build() -> dict[str, Any]:
+            return {**payload, "scopes": snapshot_rows(snapshot)}
+
+        _queue("event", build)
+        return
     push("event", payload)
 
 
