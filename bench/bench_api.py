@@ -113,7 +113,7 @@ def _activator(port: int, token: str, n: int, interval: float, start_after: floa
     out.put((latencies, failures))
 
 
-VARIANTS = ("", "one-hop", "admission", "auth-cache", "status-cache")
+VARIANTS = ("", "one-hop", "admission", "replay", "auth-cache", "status-cache")
 
 
 def _serve_and_measure(args, reader_token: str, trader_token: str, work: Path, without: str) -> dict:
@@ -157,6 +157,10 @@ def _serve_and_measure(args, reader_token: str, trader_token: str, work: Path, w
         loaded_rps = asyncio.run(_load_until(port, status_path, reader_token, args.clients, activator))
         latencies, failures = queue.get(timeout=60)
         activator.join(timeout=10)
+        if os.environ.get("BENCH_TRACE"):
+            (work / f"client-{without or 'full'}.txt").write_text(
+                "\n".join(f"{x:.1f}" for x in idle + latencies))
+            print(f"  traces: {work}")
     finally:
         daphne.terminate()
         try:
@@ -250,12 +254,15 @@ def _reset_scopes() -> None:
     from django.db import connection
 
     from brokers.models import BrokerRun
+    from killswitch.distribution import publish
     from killswitch.models import AuditHead, Scope
 
     BrokerRun.objects.all().delete()
     Scope.objects.exclude(kind="global").delete()
     Scope.objects.filter(kind="global").update(level="running", version=0, cooldown_until=None)
     AuditHead.objects.filter(pk=1).update(state_version=0)
+    # Redis as the reconciler keeps it in a running stack (it republishes the state).
+    publish.publish_state(publish.take_snapshot(), force=True)
     connection.close()
 
 
