@@ -23,6 +23,7 @@ from riskcontrol.performance.replay import (
     FRESH_HEADER,
     VERSION_HEADER,
     StatusReplay,
+    _SharedRead,
     connect_signals,
 )
 
@@ -119,6 +120,61 @@ async def test_a_change_elsewhere_shows_once_redis_has_it_and_never_while_it_dif
     redis_client.delete(L.KEY_STATE)  # Redis emptied: unknown, so no replay either
     await get(replay, token=viewer_token)
     assert django.calls == 4 and replay.replayed == 0
+
+
+async def test_an_answer_read_before_a_change_here_is_never_kept(stack, viewer_token, trader, redis_client):
+    replay, django = stack
+    changed = False
+
+    async def django_then_a_change(scope, receive, send):
+        # Django reads the state (version 0), then this process commits a kill before the
+        # answer is kept, and its publish to Redis fails (Redis still says version 0).
+        nonlocal changed
+        await django(scope, receive, send)
+        if not changed:
+            changed = True
+            await sync_to_async(services.activate)(scope="global", level="kill", reason="crash", actor=trader,
+                                                   source="api")
+            redis_client.hset(L.KEY_STATE, "version", "0")
+
+    replay.app = django_then_a_change
+    assert json.loads((await get(replay, token=viewer_token))[2])["level"] == L.RUNNING
+    status, _, body = await get(replay, token=viewer_token)
+    assert status == 200 and json.loads(body)["level"] == L.KILL  # the database's, not the old answer
+    assert replay.replayed == 0
+
+
+async def test_many_pollers_share_one_read_of_redis(stack, viewer_token, redis_client):
+    replay, django = stack
+    await get(replay, token=viewer_token)
+
+    def hgets() -> int:
+        return redis_client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0)
+
+    before = hgets()
+    answers = await asyncio.gather(*(get(replay, token=viewer_token) for _ in range(100)))
+    assert {a[0] for a in answers} == {200} and replay.replayed == 100 and django.calls == 1
+    assert hgets() - before < 20  # one read per batch of waiters, not one per request
+
+
+async def test_a_shared_read_is_never_one_that_began_before_the_caller():
+    values = iter(range(1, 100))
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def read():
+        reading.set()
+        await release.wait()
+        return next(values)
+
+    shared = _SharedRead(read)
+    first = asyncio.ensure_future(shared.join())
+    await reading.wait()  # read 1 is under way
+    second, third = asyncio.ensure_future(shared.join()), asyncio.ensure_future(shared.join())
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == 1
+    assert await second == 2 and await third == 2  # the next read, shared by both
 
 
 async def test_only_callers_django_authorized_get_a_replay(stack, viewer_token, nobody):
