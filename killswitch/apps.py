@@ -24,6 +24,7 @@ class KillswitchConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_migrate
 
+        from . import breakers
         from .chat import admin as _chat_admin  # noqa: F401 - the Telegram link on the user's page
         from .chat.config import bot_should_run, check_at_start_up
         from .notifications.services import connect as connect_notifications
@@ -36,6 +37,9 @@ class KillswitchConfig(AppConfig):
 
         get_policy()
         check_at_start_up()  # the telegram: section (owned by killswitch.chat), its URL and token
+        # The breakers: section (validated here: a typo stops start-up), the Breakers panel,
+        # their open items and the breaker process.
+        breakers.connect()
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
         post_migrate.connect(ensure_baseline_after_migrate, sender=self,
                              dispatch_uid="killswitch.ensure_baseline")

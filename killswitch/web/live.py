@@ -10,9 +10,11 @@ Guarantees:
   carries its `seq`, so a page can drop duplicates and notice a gap (it then
   reloads the state).
 
-Other parts call `push("run", {...})` (broker run progress) and `push("ack", {...})`
-(a trading process acknowledged a version); the page re-reads the runs and clients
-it shows when one arrives.
+Other parts call `push("run", {...})` (broker run progress), `push("ack", {...})`
+(a trading process acknowledged a version) and `push("breaker", {"breakers": [...]})`
+(the breaker loop's readings, when a state changes and at most every second while
+figures move); the page re-reads the runs and clients it shows when one arrives and
+redraws the Breakers panel from the payload.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ logger = logging.getLogger("killswitch")
 
 # Channel-layer group names allow letters, digits, "-", "_" and "." only.
 GROUP = "killswitch.events"
-KINDS = ("event", "run", "ack", "ping")
+KINDS = ("event", "run", "ack", "ping", "breaker")
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,7 +48,7 @@ def _jsonable(value: Any) -> Any:
 def push(kind: str, payload: dict[str, Any]) -> bool:
     """Send `payload` to every open Risk page as `{"kind": kind, "payload": ..., "sent_at": ...}`.
 
-    `kind` is one of event, run, ack, ping. Datetimes are sent as ISO strings.
+    `kind` is one of event, run, ack, ping, breaker (the breakers' readings). Datetimes are sent as ISO strings.
     Queued and sent in order from the after-commit lane (background.py); returns False when
     there is no channel layer or the push could not be queued; a failed send is logged
     there. Raises only ValueError for an unknown kind (a programming error).
