@@ -13,7 +13,8 @@ class BrokersConfig(AppConfig):
         expected), connect the kill switch's hooks to the broker runs, and plug the
         brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
         the Risk page's broker runs panel, the drill's broker steps, the sweep process,
-        and what the Telegram bot shows (runs, what a kill would close, what is open).
+        what the Telegram bot shows (runs, what a kill would close, what is open) and
+        the automatic breakers' feed (P&L, positions, orders, connections).
         The dependency runs one way: brokers imports killswitch, never the reverse."""
         from django.conf import settings
         from django.db.models.signals import post_migrate
@@ -42,6 +43,15 @@ class BrokersConfig(AppConfig):
 
         open_items.register("broker", broker_open_items.orders_and_positions)
         open_items.register("runs", broker_open_items.runs)
+        # The automatic breakers read P&L, positions, orders and connections through this
+        # feed; a breaker scoped to an account no broker serves stops start-up here.
+        from killswitch.breakers import config as breaker_config
+        from killswitch.breakers import feeds as breaker_feeds
+
+        from .feeds import BrokerFeed
+
+        breaker_feeds.register("brokers", BrokerFeed)
+        breaker_config.check_accounts(set(brokers_config().accounts))
         processes.register(processes.Process(
             "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
                               "INFO", "--concurrency", "2", "-n", "broker@%h"),
