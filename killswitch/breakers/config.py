@@ -41,12 +41,16 @@ KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     STALE_DATA: (("max_age_seconds",), ("symbols",)),
     DEAD_MAN: (("timeout_seconds",), ()),
 }
-COMMON_KEYS = ("name", "kind", "scope", "level", "warn_at", "on_unknown", "warn_window_seconds")
+COMMON_KEYS = ("name", "kind", "scope", "level", "warn_at", "on_unknown", "unknown_grace_seconds",
+               "warn_window_seconds")
 # A breaker that cannot see its figure follows on_unknown; these fail closed by default
 # because not knowing *is* what they watch for (a silent process, a lost connection).
 TRIP_BY_DEFAULT = (DEAD_MAN, BROKER_DISCONNECT)
 # How long a warn_at crossing stays notified when the kind has no window of its own.
 TIMEOUT_WARN_WINDOW_SECONDS = 300.0
+# How long a figure must stay unknown before on_unknown acts (alert or trip): a broker's
+# first report after a (re)connect, one lost round trip, are not an incident.
+UNKNOWN_GRACE_SECONDS = 5.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _DAY_START = re.compile(r"^(\d{1,2}):(\d{2})(?:\s+(\S+))?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -81,6 +85,7 @@ class Breaker:
     limit: float
     warn_at: float | None = None
     on_unknown: str = WARN
+    unknown_grace_seconds: float = UNKNOWN_GRACE_SECONDS
     window_seconds: float | None = None  # order_rate, reject_rate
     trading_day: DayStart = field(default_factory=DayStart)
     currency: str = ""  # money kinds: figures in another currency are unknown
@@ -222,6 +227,9 @@ def _breaker(path: str, index: int, raw: Any) -> Breaker:
         values["warn_at"] = entry.number("warn_at", low=0, high=1, what="a fraction of the limit (below 1)")
         if values["warn_at"] >= 1:
             raise entry.bad("warn_at", raw["warn_at"], "a fraction of the limit above 0 and below 1, e.g. 0.8")
+    if "unknown_grace_seconds" in raw:
+        values["unknown_grace_seconds"] = entry.number("unknown_grace_seconds", low=0, high=3600, strict_low=False,
+                                                       what="seconds")
     if "warn_window_seconds" in raw:
         values["warn_window_seconds"] = entry.number("warn_window_seconds", low=0, high=7 * 86400, what="seconds")
     if kind in (MAX_LOSS, MAX_DRAWDOWN):

@@ -161,7 +161,15 @@ class Engine:
         if latch is not None:
             latch = self._settle(breaker, latch, level)
         breached = reading.value is not None and reading.value > breaker.limit
-        if latch is None and (breached or (reading.unknown and breaker.on_unknown == C.TRIP)):
+        if reading.unknown:
+            memory.setdefault("unknown_since", world.now.timestamp())
+        else:
+            memory.pop("unknown_since", None)
+            memory.pop("unknown_alerted", None)
+        # on_unknown acts once the figure has stayed unknown for its grace.
+        unknown_acts = bool(reading.unknown) and (
+            world.now.timestamp() - memory["unknown_since"] >= breaker.unknown_grace_seconds)
+        if latch is None and (breached or (unknown_acts and breaker.on_unknown == C.TRIP)):
             latch = self._trip(breaker, reading, level, world.now, memory)
         threshold = breaker.warn_threshold
         if latch is not None:
@@ -176,7 +184,7 @@ class Engine:
             status = state.WARNING
         else:
             status = state.ARMED
-        self._notices(breaker, reading, status, memory, world.now)
+        self._notices(breaker, reading, status, memory, world.now, unknown_acts)
         return {
             "name": breaker.name, "kind": breaker.kind, "scope": breaker.scope_label, "level": breaker.level,
             "state": status, "figure": reading.text, "value": reading.value, "display": reading.display,
@@ -236,17 +244,18 @@ class Engine:
         return final
 
     def _notices(self, breaker: C.Breaker, reading: kinds.Reading, status: str, memory: dict[str, Any],
-                 now: datetime) -> None:
-        """Alerts: a warn_at crossing once per window, an unknown figure once per episode."""
+                 now: datetime, unknown_acts: bool) -> None:
+        """Alerts: a warn_at crossing once per window, an unknown figure once per episode
+        (after its grace)."""
         previous = memory.get("state")
         memory["state"] = status
-        if status == state.UNKNOWN and breaker.on_unknown == C.WARN and "unknown_since" not in memory:
-            if self._alert(breaker, f"breaker {breaker.name} ({breaker.kind}) cannot compute its figure: "
-                                    f"{reading.unknown}. on_unknown is warn: it does not trip (limit "
-                                    f"{reading.limit_text})."):
-                memory["unknown_since"] = now.timestamp()
-        elif status != state.UNKNOWN:
-            memory.pop("unknown_since", None)
+        if (status == state.UNKNOWN and unknown_acts and breaker.on_unknown == C.WARN
+                and not memory.get("unknown_alerted")):
+            seconds = now.timestamp() - memory["unknown_since"]
+            if self._alert(breaker, f"breaker {breaker.name} ({breaker.kind}) cannot compute its figure for "
+                                    f"{seconds:.0f} s: {reading.unknown}. on_unknown is warn: it does not trip "
+                                    f"(limit {reading.limit_text})."):
+                memory["unknown_alerted"] = True
         if status == state.WARNING and previous not in (state.WARNING, state.TRIPPED):
             seconds, label = breaker.warn_window(now)
             if now.timestamp() - float(memory.get("warned_at", 0)) >= seconds:

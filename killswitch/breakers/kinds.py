@@ -295,18 +295,22 @@ def read(breaker: C.Breaker, world: World, memory: dict) -> Reading:
     try:
         return FIGURES[breaker.kind](breaker, world, memory)
     except Unknown as exc:
-        return Reading(None, "unknown", limit_text(breaker), unknown=str(exc))
+        currencies = {f.currency for a in accounts_in(breaker, world) if (f := world.facts.get(a)) and f.currency}
+        return Reading(None, "unknown", limit_text(breaker, next(iter(currencies)) if len(currencies) == 1 else ""),
+                       unknown=str(exc))
 
 
-def limit_text(breaker: C.Breaker) -> str:
-    """The limit as people read it, without a figure (for a breaker not evaluated yet)."""
+def limit_text(breaker: C.Breaker, currency: str = "") -> str:
+    """The limit as people read it, without a figure (an unknown one, or none yet)."""
     if breaker.kind in (C.ORDER_RATE, C.REJECT_RATE):
         return f"{number(breaker.limit)} in {breaker.window_seconds:g} s"
     if breaker.kind in (C.BROKER_DISCONNECT, C.STALE_DATA, C.DEAD_MAN):
         return f"{breaker.limit:g} s"
     if breaker.fractional:
         return f"{breaker.limit:.1%}"
-    return money(-breaker.limit if breaker.kind == C.MAX_LOSS else breaker.limit, breaker.currency)
+    if breaker.kind == C.MAX_POSITION:
+        return number(breaker.limit)
+    return money(-breaker.limit if breaker.kind == C.MAX_LOSS else breaker.limit, breaker.currency or currency)
 
 
 def needs(breakers: tuple[C.Breaker, ...], now: datetime) -> tuple[frozenset[datetime], bool, datetime | None]:

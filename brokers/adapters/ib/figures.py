@@ -93,7 +93,10 @@ class FiguresMixin:
         if subs.ib is not ib:
             self._subscribe(ib)
         if time.monotonic() - subs.pumped >= PUMP_EVERY_SECONDS:
-            ib.sleep(0.001)  # let ib_async read what the gateway sent since the last round
+            try:
+                ib.sleep(0.001)  # let ib_async read what the gateway sent since the last round
+            except (ConnectionError, OSError):
+                pass  # the socket dropped: _checked says so
             subs.pumped = time.monotonic()
         self._checked(ib, "breaker reads")
         return ib
