@@ -37,9 +37,6 @@ class KillswitchConfig(AppConfig):
 
         get_policy()
         check_at_start_up()  # the telegram: section (owned by killswitch.chat), its URL and token
-        # The breakers: section (validated here: a typo stops start-up), the Breakers panel,
-        # their open items and the breaker process.
-        breakers.connect()
         # Roles, the global scope and the chain head survive `flush` (and test teardown).
         post_migrate.connect(ensure_baseline_after_migrate, sender=self,
                              dispatch_uid="killswitch.ensure_baseline")
@@ -62,3 +59,6 @@ class KillswitchConfig(AppConfig):
                               when=bot_should_run),
         ):
             processes.register(process)
+        # The breakers: section (validated here: a typo stops start-up), the Breakers panel,
+        # their open items and the breaker process.
+        breakers.connect()

@@ -50,7 +50,7 @@ def _show(options, out) -> int:
         out.write(f"{row['name'][:18]:<18} {row['kind']:<17} {row['scope'][:20]:<20} {row['level']:<5} "
                   f"{row['state']:<8} {str(row['limit'])[:20]:<20} {last}\n")
         out.write(f"{'':<18} now: {row['figure'] or '-'}\n")
-        if row.get("unknown"):
+        if row.get("unknown") and row["unknown"] != snap.note:
             out.write(f"{'':<18} unknown: {row['unknown']}\n")
         latch = row.get("latch")
         if latch and latch.get("outcome") != "activated":

@@ -100,3 +100,26 @@ def test_an_ib_connection_lost_past_its_grace_halts_and_the_run_completes_when_i
     assert run.state == "completed" and working(gateway) == []
     wait_for(lambda: wait_state("ib-link", "tripped")["figure"] == "every broker connection in scope is up",
              timeout=15)  # reconnected by itself; the trip stays until a person resumes
+
+
+def test_orders_any_ib_client_submits_count_towards_the_order_rate(gateway, run_breakers):
+    from ib_async import IB, LimitOrder, Stock
+
+    gateway.add_working_order(ACC1, "MSFT", "BUY", 5, 300.0, order_ref="old", client_id=7)  # before: not new
+    run_breakers({"name": "ib-orders", "kind": "order_rate", "scope": "strategy:momo", "level": "halt",
+                  "max_orders": 2, "window_seconds": 30}, interval=0.1)
+    assert wait_state("ib-orders", "armed", timeout=20)["figure"] == "0 orders in the last 30 s"
+    trader = IB()
+    trader.connect("127.0.0.1", gateway.port, clientId=7, timeout=5)
+    try:
+        for _ in range(3):  # another API client's orders: the breakers see them as the master client
+            trader.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 100.0, account=ACC1, orderRef="momo"))
+        trader.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 100.0, account=ACC1, orderRef="arb"))
+        trader.sleep(0.2)
+        event = wait_trip("ib-orders")
+    finally:
+        trader.disconnect()
+    assert event.reason.endswith("tripped: 3 orders in the last 30 s, beyond its limit 2 orders")
+    runs = wait_runs_finished(timeout=60)
+    assert {r.state for r in runs} == {"completed"}
+    assert {o["order_ref"] for o in working(gateway)} == {"old", "arb"}

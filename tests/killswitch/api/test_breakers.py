@@ -12,8 +12,8 @@ import time
 import pytest
 from django.core.management import call_command
 
-from brokers import demo as demo_data
 from brokers import config as broker_config
+from brokers import demo as demo_data
 from brokers.adapters import paper
 from brokers.feeds import BrokerFeed
 from killswitch import services as ks
