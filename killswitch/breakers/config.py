@@ -107,16 +107,14 @@ class Breaker:
         return None if self.warn_at is None else self.warn_at * self.limit
 
     def warn_window(self, now: datetime) -> tuple[float, str]:
-        """(seconds, label) of the window a warning notifies once in: the kind's own
-        window for rates, the trading day for money and positions, else 5 minutes."""
-        if self.warn_window_seconds is not None:
-            return self.warn_window_seconds, f"{self.warn_window_seconds:g} s"
-        if self.window_seconds is not None:
-            return self.window_seconds, f"{self.window_seconds:g} s"
-        if self.kind in (MAX_LOSS, MAX_DRAWDOWN, MAX_POSITION, MAX_NOTIONAL):
-            start = self.trading_day.start_of_day(now)
-            return max(1.0, (start + timedelta(days=1) - now).total_seconds()), "trading day"
-        return TIMEOUT_WARN_WINDOW_SECONDS, f"{TIMEOUT_WARN_WINDOW_SECONDS:g} s"
+        """(since, label) of the window a warning notifies once in: a warning sent at or
+        after `since` (unix seconds) silences the next. The kind's own window for rates,
+        the trading day for money and positions, else 5 minutes."""
+        seconds = self.warn_window_seconds if self.warn_window_seconds is not None else self.window_seconds
+        if seconds is None and self.kind in (MAX_LOSS, MAX_DRAWDOWN, MAX_POSITION, MAX_NOTIONAL):
+            return self.trading_day.start_of_day(now).timestamp(), "trading day"
+        seconds = TIMEOUT_WARN_WINDOW_SECONDS if seconds is None else seconds
+        return now.timestamp() - seconds, f"{seconds:g} s"
 
 
 class _Entry:

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from killswitch import domain as L
 from killswitch import services
@@ -130,7 +130,16 @@ class Engine:
 
     @staticmethod
     def _levels() -> dict[str, str]:
-        return {L.label(kind, key): level for kind, key, level in Scope.objects.values_list("kind", "key", "level")}
+        """Each scope's own level from the database; while it is down, what Redis
+        distributes (a trip then takes the services' Redis path, which never lowers)."""
+        try:
+            return {L.label(kind, key): level
+                    for kind, key, level in Scope.objects.values_list("kind", "key", "level")}
+        except DatabaseError:
+            connection.close()
+            logger.warning("breakers: the database is unreachable; scope levels read from Redis")
+            state_hash = state.client().hgetall(L.KEY_STATE)
+            return {scope: level for scope, level in state_hash.items() if level in L.SEVERITY}
 
     # --- one round -------------------------------------------------------------------------
 
@@ -257,8 +266,8 @@ class Engine:
                                     f"(limit {reading.limit_text})."):
                 memory["unknown_alerted"] = True
         if status == state.WARNING and previous not in (state.WARNING, state.TRIPPED):
-            seconds, label = breaker.warn_window(now)
-            if now.timestamp() - float(memory.get("warned_at", 0)) >= seconds:
+            since, label = breaker.warn_window(now)
+            if float(memory.get("warned_at", 0)) < since:
                 threshold = breaker.warn_threshold or 0.0
                 if self._alert(breaker, f"breaker {breaker.name} ({breaker.kind}) warning: {reading.text}, past "
                                         f"{breaker.warn_at:.0%} of its limit {reading.limit_text} (warns once per "
@@ -308,8 +317,10 @@ class Engine:
                         leading = True
                     try:
                         self.round()
-                    except Exception:  # never die: a dead breaker loop silently stops watching
+                    except Exception as exc:  # never die: a dead breaker loop silently stops watching
                         logger.exception("breaker round failed")
+                        if isinstance(exc, DatabaseError):
+                            connection.close()
                 elif leading:
                     logger.warning("breakers: no longer leading; following")
                     leading = False

@@ -115,3 +115,15 @@ def test_an_account_no_broker_serves_stops_start_up(tmp_path):
     assert result.returncode == 2
     assert ("breakers[0] (desk-loss).scope='account:DU11111' is invalid; expected an account configured under "
             "brokers: (DRILL01, DU111111, DU222222)") in result.stderr
+
+
+def test_a_warning_notifies_once_per_trading_day_for_money_and_once_per_window_for_rates():
+    now = datetime(2026, 3, 12, 15, 0, tzinfo=UTC)
+    since, label = one().warn_window(now)
+    assert (since, label) == (datetime(2026, 3, 12, tzinfo=UTC).timestamp(), "trading day")
+    rate = parse_breakers([{"name": "r", "kind": "order_rate", "scope": "global", "level": "halt",
+                            "max_orders": 5, "window_seconds": 10}])[0]
+    assert rate.warn_window(now) == (now.timestamp() - 10, "10 s")
+    feed = parse_breakers([{"name": "f", "kind": "stale_data", "scope": "global", "level": "halt",
+                            "max_age_seconds": 5, "warn_window_seconds": 60}])[0]
+    assert feed.warn_window(now) == (now.timestamp() - 60, "60 s")
