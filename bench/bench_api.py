@@ -206,6 +206,9 @@ def main() -> int:
     results: dict[str, dict] = {}
     try:
         for without in VARIANTS if args.ablation else ("",):
+            # Every variant starts from the same state: the activations of the one before
+            # left scopes behind, and every status read lists every scope.
+            _reset_scopes()
             results[without] = _serve_and_measure(args, reader_token, trader_token, work, without)
     finally:
         redis_server.cleanup()
@@ -240,6 +243,20 @@ def main() -> int:
             print(f"{without or '(nothing)':<14} {r['status_rps']:13.1f} {r['status_rps'] / full['status_rps']:7.2f}x "
                   f"{statistics.median(r['latencies']):8.1f}  {q99:8.1f}  {q99 / p99:7.2f}x")
     return 0 if ratio >= 0.5 and p99 <= 50 and not full["failures"] else 1
+
+
+def _reset_scopes() -> None:
+    """Scopes back to the global one (events stay: the audit log is append-only)."""
+    from django.db import connection
+
+    from brokers.models import BrokerRun
+    from killswitch.models import AuditHead, Scope
+
+    BrokerRun.objects.all().delete()
+    Scope.objects.exclude(kind="global").delete()
+    Scope.objects.filter(kind="global").update(level="running", version=0, cooldown_until=None)
+    AuditHead.objects.filter(pk=1).update(state_version=0)
+    connection.close()
 
 
 class _TemporaryPostgres:

@@ -27,7 +27,7 @@ class BrokersConfig(AppConfig):
 
         from . import chat, receivers  # noqa: F401 - receivers connects the hooks
         from .config import brokers_config
-        from .drill import PaperDrill
+        from .drill import BrokerDrills
         from .panels import recent_runs
         from .roles import ensure_grants_after_migrate
 
@@ -35,7 +35,7 @@ class BrokersConfig(AppConfig):
         post_migrate.connect(ensure_grants_after_migrate, sender=self, dispatch_uid="brokers.ensure_grants")
         cli.register_package("brokers.cli")
         panels.register(panels.Panel("runs", "Broker runs", recent_runs))
-        drill_hooks.register(PaperDrill())
+        drill_hooks.register(BrokerDrills())
         chat_hooks.register(chat_hooks.BrokerViews(chat.recent_runs, chat.kill_would_close, chat.still_open))
         from killswitch.selectors import open_items
 
@@ -59,3 +59,9 @@ class BrokersConfig(AppConfig):
         processes.register(processes.Process(
             "sweep", (processes.PYTHON, "manage.py", "killswitch", "sweep"),
             "cancels orders that appear in halted scopes; re-enqueues runs nobody holds"))
+        from killswitch.ops import hooks as ops_hooks
+
+        from . import ops as broker_ops
+
+        # /readyz: the connections of the configured accounts; /metrics: runs and actions.
+        ops_hooks.register("brokers", check=broker_ops.readiness, metrics=broker_ops.metric_families)

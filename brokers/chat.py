@@ -16,7 +16,7 @@ from .adapters import BrokerError, broker_of
 from .adapters.base import BrokerScope
 from .adapters.paper import PaperAdapter
 from .config import PAPER
-from .runs.cancelling import is_own_closing_order
+from .open_items import orders_and_positions
 from .runs.planning import accounts_in_scope
 from .selectors import plain
 
@@ -74,22 +74,11 @@ def kill_would_close(scope: L.ScopeRef) -> list[str]:
 
 
 def still_open(scope: L.ScopeRef) -> list[str]:
-    lines: list[str] = []
-    adapter = PaperAdapter()
-    for account in _paper_accounts(scope, lines):
-        where = _scope_at(account, scope)
-        try:
-            # Positions are net per account and symbol: a strategy scope shows its account's.
-            positions = adapter.positions(BrokerScope(account=account, symbol=where.symbol))
-            orders = adapter.working_orders(where)
-        except BrokerError as exc:
-            lines.append(f"{account}: {exc.message}")
-            continue
-        for p in positions:
-            lines.append(f"{account} {p.symbol}: position {'long' if p.quantity > 0 else 'short'} "
-                         f"{plain(abs(p.quantity))}")
-        for o in orders:
-            if not is_own_closing_order(o):
-                lines.append(f"{account} {o.symbol}: working order {o.order_id} {o.side} {plain(o.remaining)}"
-                             + (f" ({o.strategy})" if o.strategy else ""))
-    return lines
+    """What stays open before a resume, as lines: the same read every resume answer carries
+    (open_items.orders_and_positions)."""
+    found = orders_and_positions(scope)
+    lines = [f"{p['account']} {p['symbol']}: position {'short' if p['quantity'].startswith('-') else 'long'} "
+             f"{p['quantity'].lstrip('-')}" for p in found["positions"]]
+    lines += [f"{o['account']} {o['symbol']}: working order {o['order_id']} {o['side']} {o['remaining']}"
+              + (f" ({o['strategy']})" if o["strategy"] else "") for o in found["working_orders"]]
+    return lines + found["not_read"]

@@ -3,8 +3,9 @@
 Which accounts exist, at which broker, and how runs retry. A bad section raises
 ImproperlyConfigured naming the key, the value and what is expected, like the rest
 of the policy (killswitch.policy). Secrets never live in the file: the TWS API socket
-itself carries no credentials (the gateway logs in on its own), so only the names of
-environment variables may appear here.
+itself carries no credentials (the gateway logs in on its own), and an MT5 terminal's
+password is read from the environment variable its `password_env` names, so only the
+names of environment variables may appear here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 PAPER = "paper"
 IB = "ib"
+MT5 = "mt5"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,67 @@ class IBConnection:
         return {name: os.environ[name] for name in self.secret_envs}
 
 
+#: Where an MT5 order's strategy comes from: its magic number (the EA's id) or its comment.
+STRATEGY_SOURCES = ("magic", "comment")
+#: How an MT5 terminal is reached: the MetaTrader5 module if it imports (Windows), else
+#: the mt5linux rpyc bridge; or one of the two explicitly.
+TRANSPORTS = ("auto", "module", "bridge")
+
+
+@dataclass(frozen=True)
+class MT5Terminal:
+    """One MetaTrader 5 terminal: reached through the MetaTrader5 module where it imports
+    (Windows: `path` picks the terminal) or the mt5linux rpyc bridge at host:port.
+
+    `accounts` are the logins it serves (a terminal is logged into one at a time: the
+    adapter acts only while the terminal is logged into the run's account, and logs in
+    itself only when `password_env` names the password's environment variable).
+    `magic` tags the kill switch's own closing deals; `deviation` is the price deviation
+    (points) a closing deal accepts; `strategy` says whether an order's strategy is its
+    magic number (named through `strategy_magics`) or its comment."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 18812
+    accounts: tuple[str, ...] = ()
+    server: str = ""
+    password_env: str = ""
+    path: str = ""
+    transport: str = "auto"
+    magic: int = 0
+    deviation: int = 20
+    strategy: str = "magic"
+    # strategy name -> magic number, so `strategy:momentum` reaches EA 4242's orders.
+    strategy_magics: tuple[tuple[str, int], ...] = ()
+    # rpyc's per-call timeout (mt5linux's default, 300 s, would hold a kill for 5 minutes).
+    timeout_seconds: float = 10.0
+    # In-place resends of a closing deal answered requote / price changed / no quotes.
+    requote_retries: int = 5
+    # How far back closing deals are looked for by their reference.
+    history_days: int = 7
+    # What `manage.py killswitch drill` trades on a demo account of this terminal.
+    drill_symbols: tuple[str, ...] = ("EURUSD", "USDJPY")
+
+    def password(self) -> str | None:
+        """The password from `password_env` (None when none is configured). Raises
+        ImproperlyConfigured when the variable is named but unset."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise ImproperlyConfigured(
+                f"brokers.mt5.terminals[{self.name}] needs the environment variable {self.password_env}")
+        return value
+
+    def strategy_of(self, *, magic: int, comment: str) -> str:
+        """An order's strategy: its comment, or its magic number's name (else the number;
+        magic 0, a manual order, has none)."""
+        if self.strategy == "comment":
+            return comment
+        named = {number: name for name, number in self.strategy_magics}
+        return named.get(magic, str(magic) if magic else "")
+
+
 @dataclass(frozen=True)
 class RunPolicy:
     max_attempts: int = 8
@@ -76,19 +139,25 @@ class SweepPolicy:
 class BrokersConfig:
     paper_accounts: tuple[str, ...] = ("DU111111", "DU222222")
     ib_connections: tuple[IBConnection, ...] = ()
+    mt5_terminals: tuple[MT5Terminal, ...] = ()
     runs: RunPolicy = field(default_factory=RunPolicy)
     sweep: SweepPolicy = field(default_factory=SweepPolicy)
 
     @property
     def accounts(self) -> dict[str, str]:
-        """Every configured account -> its broker kind ('paper' or 'ib')."""
+        """Every configured account -> its broker kind ('paper', 'ib' or 'mt5')."""
         found = {a: PAPER for a in self.paper_accounts}
         for conn in self.ib_connections:
             found.update({a: IB for a in conn.accounts})
+        for terminal in self.mt5_terminals:
+            found.update({a: MT5 for a in terminal.accounts})
         return found
 
     def ib_connection_for(self, account: str) -> IBConnection | None:
         return next((c for c in self.ib_connections if account in c.accounts), None)
+
+    def mt5_terminal_for(self, account: str) -> MT5Terminal | None:
+        return next((t for t in self.mt5_terminals if account in t.accounts), None)
 
 
 def _bad(key: str, value: Any, expected: str) -> ImproperlyConfigured:
@@ -169,10 +238,69 @@ def _connection(index: int, raw: Any) -> IBConnection:
     )
 
 
+def _text(key: str, value: Any, expected: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not empty):
+        raise _bad(key, value, expected)
+    return value
+
+
+def _terminal(index: int, raw: Any) -> MT5Terminal:
+    key = f"brokers.mt5.terminals[{index}]"
+    raw = _mapping(key, raw)
+    _known(key, raw, {"name", "host", "port", "accounts", "server", "password_env", "path", "transport",
+                      "magic", "deviation", "strategy", "strategy_magics", "timeout_seconds",
+                      "requote_retries", "history_days", "drill_symbols"})
+    name = _text(f"{key}.name", raw.get("name", f"mt5-{index}"), "a non-empty name")
+    logins = raw.get("accounts", [])
+    if (not isinstance(logins, list) or not logins
+            or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in logins)):
+        raise _bad(f"{key}.accounts", logins, "a non-empty list of MT5 logins (whole numbers), e.g. [5012345]")
+    password_env = raw.get("password_env", "")
+    if not isinstance(password_env, str) or (password_env and not password_env.isidentifier()):
+        # The value is not echoed: a password written here by mistake must not reach a log.
+        raise ImproperlyConfigured(f"risk_limits.yaml: {key}.password_env is invalid (value not shown); expected "
+                                   "the name of an environment variable holding the password, never the password")
+    transport = raw.get("transport", "auto")
+    if transport not in TRANSPORTS:
+        raise _bad(f"{key}.transport", transport, f"one of {', '.join(TRANSPORTS)}")
+    strategy = raw.get("strategy", "magic")
+    if strategy not in STRATEGY_SOURCES:
+        raise _bad(f"{key}.strategy", strategy, f"one of {', '.join(STRATEGY_SOURCES)}")
+    magics = _mapping(f"{key}.strategy_magics", raw.get("strategy_magics"))
+    for label, number in magics.items():
+        if not isinstance(label, str) or not label or " " in label:
+            raise _bad(f"{key}.strategy_magics", label, "strategy names without spaces")
+        _number(f"{key}.strategy_magics.{label}", number, 1, 2**63 - 1, integer=True)
+    drill_symbols = raw.get("drill_symbols", ["EURUSD", "USDJPY"])
+    if (not isinstance(drill_symbols, list) or not drill_symbols
+            or not all(isinstance(x, str) and x and " " not in x for x in drill_symbols)):
+        raise _bad(f"{key}.drill_symbols", drill_symbols, "a non-empty list of the terminal's symbols, e.g. [EURUSD]")
+    if len(set(magics.values())) != len(magics):
+        raise _bad(f"{key}.strategy_magics", magics, "one strategy name per magic number")
+    return MT5Terminal(
+        name=name,
+        host=_text(f"{key}.host", raw.get("host", "127.0.0.1"), "a host name or IP address"),
+        port=_number(f"{key}.port", raw.get("port", 18812), 1, 65535, integer=True),
+        accounts=tuple(str(a) for a in logins),
+        server=_text(f"{key}.server", raw.get("server", ""), "the trade server's name", empty=True),
+        password_env=password_env,
+        path=_text(f"{key}.path", raw.get("path", ""), "the terminal's path (Windows)", empty=True),
+        transport=transport,
+        magic=_number(f"{key}.magic", raw.get("magic", 0), 0, 2**63 - 1, integer=True),
+        deviation=_number(f"{key}.deviation", raw.get("deviation", 20), 0, 100_000, integer=True),
+        strategy=strategy,
+        strategy_magics=tuple(magics.items()),
+        timeout_seconds=_number(f"{key}.timeout_seconds", raw.get("timeout_seconds", 10.0), 0.5, 120),
+        requote_retries=_number(f"{key}.requote_retries", raw.get("requote_retries", 5), 0, 50, integer=True),
+        history_days=_number(f"{key}.history_days", raw.get("history_days", 7), 1, 365, integer=True),
+        drill_symbols=tuple(drill_symbols),
+    )
+
+
 def parse_brokers_config(raw: Any) -> BrokersConfig:
     """Validate a raw `brokers:` mapping. Raises ImproperlyConfigured naming key, value, expectation."""
     raw = _mapping("brokers", raw)
-    _known("brokers", raw, {"paper", "ib", "runs", "sweep"})
+    _known("brokers", raw, {"paper", "ib", "mt5", "runs", "sweep"})
     paper = _mapping("brokers.paper", raw.get("paper"))
     _known("brokers.paper", paper, {"accounts"})
     paper_accounts = _accounts("brokers.paper.accounts", paper.get("accounts", ["DU111111", "DU222222"]))
@@ -182,13 +310,24 @@ def parse_brokers_config(raw: Any) -> BrokersConfig:
     if not isinstance(conns_raw, list):
         raise _bad("brokers.ib.connections", conns_raw, "a list of connections")
     conns = tuple(_connection(i, c) for i, c in enumerate(conns_raw))
+    mt5 = _mapping("brokers.mt5", raw.get("mt5"))
+    _known("brokers.mt5", mt5, {"terminals"})
+    terminals_raw = mt5.get("terminals", []) or []
+    if not isinstance(terminals_raw, list):
+        raise _bad("brokers.mt5.terminals", terminals_raw, "a list of terminals")
+    terminals = tuple(_terminal(i, t) for i, t in enumerate(terminals_raw))
+    names = [t.name for t in terminals]
+    for i, terminal in enumerate(terminals):
+        if names.index(terminal.name) != i:
+            raise _bad(f"brokers.mt5.terminals[{i}].name", terminal.name, "a name no other terminal has")
     seen: dict[str, str] = {a: "brokers.paper.accounts" for a in paper_accounts}
-    for i, conn in enumerate(conns):
-        for account in conn.accounts:
+    owners = [(f"brokers.ib.connections[{i}]", c.accounts) for i, c in enumerate(conns)]
+    owners += [(f"brokers.mt5.terminals[{i}]", t.accounts) for i, t in enumerate(terminals)]
+    for where, accounts in owners:
+        for account in accounts:
             if account in seen:
-                raise _bad(f"brokers.ib.connections[{i}].accounts", account,
-                           f"an account not already configured in {seen[account]}")
-            seen[account] = f"brokers.ib.connections[{i}]"
+                raise _bad(f"{where}.accounts", account, f"an account not already configured in {seen[account]}")
+            seen[account] = where
     runs = _mapping("brokers.runs", raw.get("runs"))
     _known("brokers.runs", runs, {"max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds",
                                   "verify_rounds", "lease_seconds", "position_report_lag_seconds"})
@@ -197,6 +336,7 @@ def parse_brokers_config(raw: Any) -> BrokersConfig:
     return BrokersConfig(
         paper_accounts=paper_accounts,
         ib_connections=conns,
+        mt5_terminals=terminals,
         runs=RunPolicy(
             max_attempts=_number("brokers.runs.max_attempts", runs.get("max_attempts", 8), 1, 100, integer=True),
             retry_backoff_seconds=_number("brokers.runs.retry_backoff_seconds",

@@ -1,7 +1,8 @@
-"""The broker side of `manage.py killswitch drill` (registered in apps.py): only paper
-broker accounts may be drilled; the drill account is seeded with long and short
-positions and working limit orders; afterwards, the runs and what is left are read
-from the paper broker.
+"""The broker side of `manage.py killswitch drill` (registered in apps.py): paper broker
+accounts, and MetaTrader 5 demo accounts named with --account (drill_mt5.py); never
+both in one drill, never any other broker. The drill account is seeded with long and
+short positions and working limit orders; afterwards, the runs and what is left are
+read from the broker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.db import transaction
 from killswitch.drill.hooks import BrokerObservation
 from killswitch.drill.plan import DrillRefused
 
-from .config import PAPER, brokers_config
+from .config import MT5, PAPER, brokers_config
 from .models import (
     PAPER_WORKING,
     TERMINAL_STATES,
@@ -65,8 +66,8 @@ class PaperDrill:
                 raise DrillRefused(f"Account {account!r} is not configured under brokers: in risk_limits.yaml; "
                                    "the drill runs on paper broker accounts only.")
             if kind != PAPER:
-                raise DrillRefused(f"Account {account!r} is at the {kind!r} broker, not the paper broker; "
-                                   "the drill never touches a non-paper account.")
+                raise DrillRefused(f"Account {account!r} is at the {kind!r} broker, not the paper broker (nor an MT5 "
+                                   "demo account); the drill never touches it.")
         return accounts, dedicated
 
     def seed(self, accounts: list[str], *, reset: bool, stamp: str) -> dict[str, list[str]]:
@@ -139,3 +140,49 @@ class PaperDrill:
 
     def settings(self) -> dict[str, Any]:
         return {"verify_rounds": brokers_config().runs.verify_rounds}
+
+
+class BrokerDrills:
+    """killswitch.drill.hooks.BrokerDrill: the paper broker's drill, or the MT5 drill for
+    MT5 demo accounts named with --account; one broker per drill (each reads its own
+    broker afterwards)."""
+
+    def __init__(self) -> None:
+        from .drill_mt5 import MT5Drill
+
+        self.paper, self.mt5 = PaperDrill(), MT5Drill()
+        self._kind = PAPER
+
+    def _steps(self) -> PaperDrill | Any:
+        return self.mt5 if self._kind == MT5 else self.paper
+
+    def check_accounts(self, accounts: list[str] | None, *, default: str) -> tuple[list[str], bool]:
+        configured = brokers_config().accounts
+        named = list(dict.fromkeys(a.strip() for a in accounts or []))
+        kinds = {configured.get(a) for a in named}
+        if MT5 not in kinds:
+            self._kind = PAPER
+            return self.paper.check_accounts(accounts, default=default)
+        for account in named:
+            kind = configured.get(account)
+            if kind is None:
+                raise DrillRefused(f"Account {account!r} is not configured under brokers: in risk_limits.yaml; the "
+                                   "drill runs on paper broker accounts and MT5 demo accounts only.")
+            if kind != MT5:
+                raise DrillRefused(f"Account {account!r} is at the {kind!r} broker: drill MT5 accounts on their own "
+                                   "(each drill reads one broker's accounts afterwards).")
+        self.mt5.check_accounts(named)
+        self._kind = MT5
+        return named, False
+
+    def seed(self, accounts: list[str], *, reset: bool, stamp: str) -> dict[str, list[str]]:
+        if self._kind == MT5:
+            return self.mt5.seed(accounts, stamp=stamp)
+        return self.paper.seed(accounts, reset=reset, stamp=stamp)
+
+    def observe(self, accounts: list[str], *, event_seqs: list[int],
+                placed: dict[str, list[str]]) -> BrokerObservation:
+        return self._steps().observe(accounts, event_seqs=event_seqs, placed=placed)
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.paper.settings(), "broker": self._kind}

@@ -47,7 +47,8 @@ def orders_and_positions(ref: L.ScopeRef) -> dict[str, Any]:
         where = _where(account, ref)
         try:
             working = adapter.working_orders(where)
-            held = adapter.positions(where) if ref.kind != L.STRATEGY else []
+            # Positions are net per account and symbol: a strategy scope shows its account's.
+            held = adapter.positions(BrokerScope(account=account, symbol=where.symbol))
         except BrokerError as exc:
             not_read.append(f"{account}: {exc.message}")
             continue

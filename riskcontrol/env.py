@@ -6,6 +6,7 @@ fails at start-up with a message an operator can act on.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -58,6 +59,19 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if value is None or value.strip() == "":
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def metrics_networks(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """METRICS_ALLOWED_IPS entries (`10.0.0.7`, `10.0.0.0/24`, `::1`) as networks."""
+    found = []
+    for value in values:
+        try:
+            found.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"METRICS_ALLOWED_IPS: {value!r} is not an IP address or network; "
+                "expected e.g. 127.0.0.1,10.0.0.0/24,::1") from None
+    return tuple(found)
 
 
 def redis_url_from_env() -> str:
@@ -116,14 +130,6 @@ def stack_redis_url() -> str | None:
               file=sys.stderr)
         return None
     return record.redis_url
-
-
-def with_redis_db(url: str, db: int) -> str:
-    """The same server with another logical database (Celery keeps its queues apart)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return url
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
 def current_database_url() -> str:

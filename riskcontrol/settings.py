@@ -17,7 +17,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from .env import envbool, envint, envlist, envstr, redis_url_from_env, with_redis_db
+from . import redis_config
+from .env import envbool, envint, envlist, envstr, metrics_networks, redis_url_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # The seed loads a .env file; the real environment still wins over it.
@@ -149,14 +150,30 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: the distribution layer -----------------------------------------------------
+# How every component connects (sentinels or a URL, which user, which database) is one
+# rule: riskcontrol/redis_config.py. These settings hold its inputs; the service's own
+# client (killswitch.distribution.connection) reads them, Celery, Channels and the cache
+# get their configuration from the same target below.
 REDIS_URL = redis_url_from_env()
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or with_redis_db(REDIS_URL, 1)
+REDIS_SENTINELS = redis_config.parse_sentinels(envstr("REDIS_SENTINELS"))
+REDIS_SENTINEL_MASTER = envstr("REDIS_SENTINEL_MASTER") or None
+REDIS_SERVICE_PASSWORD = envstr("REDIS_SERVICE_PASSWORD") or None
+REDIS_SENTINEL_PASSWORD = envstr("REDIS_SENTINEL_PASSWORD") or None
+_redis = redis_config.resolve(url=REDIS_URL, sentinels=REDIS_SENTINELS, master=REDIS_SENTINEL_MASTER,
+                              service_password=REDIS_SERVICE_PASSWORD,
+                              sentinel_password=REDIS_SENTINEL_PASSWORD)
+
+_broker_url, _broker_options = _redis.celery_broker()
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or _broker_url
+# No result backend: every task records its outcome on its own row (runs, deliveries).
+# Control replies (the workers' answers to a ping, /readyz) travel on the broker.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 60),
+                                   **(_broker_options if not envstr("CELERY_BROKER_URL") else {})}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Two queues, each with its own workers: broker work (runs, sweep work) must never wait
 # behind a slow notification channel (apprise waits up to 10 s per try).
@@ -172,9 +189,13 @@ CELERY_TASK_DEFAULT_QUEUE = BROKER_QUEUE
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [with_redis_db(REDIS_URL, 2)]},
+        "CONFIG": {"hosts": [_redis.channel_layer_host()]},
     }
 }
+
+# The shared cache: failed-attempt counts (killswitch.api.limits), the login throttle and
+# anything else counted across server processes; in tests too (the embedded Redis).
+CACHES = {"default": _redis.cache()}
 
 # --- Audit chain ---------------------------------------------------------------------------
 # With a key (or AUDIT_HMAC_KEY_FILE), event hashes are HMAC-SHA256 under it (chain version
@@ -228,7 +249,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 # Failed and unauthenticated attempts are counted per client address (killswitch.api.limits)
-# in the default cache: per process unless CACHES names a shared one. A permitted
+# in the default cache, shared by every server process (CACHES above). A permitted
 # activation is never counted nor throttled.
 KILLSWITCH_FAILED_ATTEMPTS_LIMIT = envint("KILLSWITCH_FAILED_ATTEMPTS_LIMIT", 20)
 KILLSWITCH_FAILED_ATTEMPTS_WINDOW = envint("KILLSWITCH_FAILED_ATTEMPTS_WINDOW", 60)
@@ -251,6 +272,12 @@ KILLSWITCH_WRITE_PRIORITY_MS = envint("KILLSWITCH_WRITE_PRIORITY_MS", 250)
 KILLSWITCH_DB_LOCK_TIMEOUT_MS = envint("KILLSWITCH_DB_LOCK_TIMEOUT_MS", 2000)
 # Proxies in front of the service whose X-Forwarded-For may be trusted for client addresses.
 NUM_PROXIES = envint("NUM_PROXIES", 0)
+
+# --- Operations: /healthz, /readyz, /metrics (killswitch.ops) ----------------------------
+# /metrics answers the addresses or networks in METRICS_ALLOWED_IPS (default loopback),
+# or any address presenting METRICS_TOKEN as a bearer token.
+METRICS_ALLOWED_NETWORKS = metrics_networks(envlist("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
+METRICS_TOKEN = envstr("METRICS_TOKEN") or None
 if TESTING:
     # Personas are created per test; the real hasher costs ~0.3 s each.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("killswitch.ops.urls")),  # /healthz, /readyz, /metrics
     path("admin/", admin.site.urls),
     path("api/", include("killswitch.api.urls")),
     path("api/", include("brokers.urls")),

@@ -34,6 +34,8 @@ class Stack:
                                 "-Q", "broker,notify",
                                 "--loglevel", "WARNING", "-n", f"drill{port}@%h"],
         "sweep": lambda port: [PY, "manage.py", "killswitch", "sweep"],
+        # Two daphne processes sharing one listening socket (riskcontrol/serve.py).
+        "web-shared": lambda port: [PY, "-m", "riskcontrol.serve", "--processes", "2", "--port", str(port)],
     }
 
     def __init__(self, tmp_path: Path, *, policy: str | None = None, redis: EmbeddedRedis | None = None,
@@ -73,32 +75,50 @@ class Stack:
             self.wait_http()
         return self
 
-    def start_process(self, name: str) -> subprocess.Popen:
-        log = self.tmp / f"{name}.log"
-        self.logs[name] = log
+    def start_process(self, name: str, *, label: str | None = None, port: int | None = None) -> subprocess.Popen:
+        """Start the process `name` (a key of COMMANDS), known as `label` (default: the
+        name; a second reconciler is e.g. label="reconciler-b"); a web process listens
+        on `port` (default: the stack's)."""
+        label = label or name
+        log = self.tmp / f"{label}.log"
+        self.logs[label] = log
         handle = open(log, "ab")
-        proc = subprocess.Popen(self.COMMANDS[name](self.port), cwd=ROOT, env=self.env,
+        proc = subprocess.Popen(self.COMMANDS[name](port or self.port), cwd=ROOT, env=self.env,
                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = proc
+        self.procs[label] = proc
         return proc
 
+    def label_of(self, pid: int) -> str | None:
+        """Which of the started processes has this pid."""
+        return next((label for label, proc in self.procs.items() if proc.pid == pid), None)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` and wait for the process to end (a stopped one is continued first,
+        or it would never act on the signal)."""
         proc = self.procs.get(name)
         if proc and proc.poll() is None:
             os.killpg(proc.pid, sig)
+            if sig != signal.SIGKILL:
+                os.killpg(proc.pid, signal.SIGCONT)
             proc.wait(timeout=20)
 
-    def wait_http(self, timeout: float = 30) -> None:
+    def signal(self, name: str, sig: int) -> None:
+        """Send `sig` (SIGSTOP: the process hangs; SIGCONT: it goes on) without waiting."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, sig)
+
+    def wait_http(self, timeout: float = 30, *, label: str = "web", port: int | None = None) -> None:
+        base = f"http://127.0.0.1:{port or self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                requests.get(self.base_url + "/admin/login/", timeout=1)
+                requests.get(base + "/admin/login/", timeout=1)
                 return
             except requests.RequestException:
-                if self.procs["web"].poll() is not None:
+                if self.procs[label].poll() is not None:
                     break
                 time.sleep(0.1)
-        raise RuntimeError(f"daphne did not answer on {self.base_url}:\n{self.log('web')}")
+        raise RuntimeError(f"daphne did not answer on {base}:\n{self.log(label)}")
 
     def log(self, name: str) -> str:
         path = self.logs.get(name)

@@ -1,4 +1,4 @@
-"""Broker adapters: the interface (base), the paper broker, Interactive Brokers.
+"""Broker adapters: the interface (base), the paper broker, Interactive Brokers, MetaTrader 5.
 
 `adapter_for(account)` is the only way the runs and the sweep obtain an adapter:
 it maps the account to its broker through the `brokers:` configuration and the
@@ -10,13 +10,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from ..config import IB, PAPER, brokers_config
+from ..config import IB, MT5, PAPER, brokers_config
 from .base import BrokerAdapter, BrokerError, BrokerScope
 
 # kind -> dotted path of the adapter class
 REGISTRY: dict[str, str] = {
     PAPER: "brokers.adapters.paper.PaperAdapter",
     IB: "brokers.adapters.ib.IBAdapter",
+    MT5: "brokers.adapters.mt5.MT5Adapter",
 }
 
 RUN, SWEEP, BREAKER = "run", "sweep", "breaker"
@@ -34,11 +35,14 @@ def broker_of(account: str) -> str:
 def session_key(account: str) -> str:
     """Accounts that share one broker session (IB: one connection, one client id per
     purpose) share one key: a caller keeping adapters open (the sweep loop) keeps one
-    per key, since a second session with the same IB client id is refused."""
+    per key, since a second session with the same IB client id is refused. An MT5
+    session serves one login of its terminal: one key per account."""
     kind = broker_of(account)
     if kind == IB:
         conn = brokers_config().ib_connection_for(account)
         return f"{IB}:{conn.name}" if conn else f"{IB}:{account}"
+    if kind == MT5:
+        return f"{MT5}:{account}"
     return kind
 
 
@@ -60,6 +64,8 @@ def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
         # holds its adapters itself.
         client_id = {SWEEP: conn.sweep_client_id, BREAKER: conn.breaker_client_id}.get(purpose, conn.client_id)
         return cls(conn, client_id=client_id, persistent=purpose == RUN)
+    if kind == MT5:
+        return cls(brokers_config().mt5_terminal_for(account), account)
     return cls()
 
 

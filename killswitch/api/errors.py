@@ -207,6 +207,8 @@ def _error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 READ_ERRORS = _error_responses(400, 401, 403, 405, 406, 429, 503)
 WRITE_ERRORS = {**_error_responses(400, 401, 403, 405, 406, 413, 415, 429, 503),
-                409: OpenApiResponse(CooldownErrorSerializer, description="Refused by the scope's cooldown.")}
+                409: OpenApiResponse(CooldownErrorSerializer, description="Refused by the scope's cooldown "
+                                                         "(cooldown_active), or by the resume rules "
+                                                         "(resume_refused).")}
 
 

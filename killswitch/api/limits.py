@@ -2,7 +2,7 @@
 
 A kill switch that answers 429 during a crash is a defect, so nothing here ever
 looks at a request whose user is permitted to do what it asks. Only refusals
-(401 and 403) are counted, per client address, in fixed windows. Once an address
+are counted, per client address, over a sliding window. Once an address
 has failed `KILLSWITCH_FAILED_ATTEMPTS_LIMIT` times in a window of
 `KILLSWITCH_FAILED_ATTEMPTS_WINDOW` seconds, its further unauthenticated or
 unpermitted requests are answered 429 at once, before any service runs.
@@ -12,9 +12,9 @@ is an audit event appended under the audit chain's lock, so a flood of refusals
 would compete with activations for that lock. A throttled address leaves one
 audit event per window ("rate limited", with the address), not one per request.
 
-Counts live in the Django cache (`KILLSWITCH_THROTTLE_CACHE`, default "default").
-With one server process the local-memory cache is exact; with several, point the
-setting at a shared (Redis) cache. A cache failure never blocks a request.
+Counts live in the Django cache (`KILLSWITCH_THROTTLE_CACHE`, default "default"), which
+is the shared Redis cache (django-redis, riskcontrol/settings.py CACHES): every server
+process counts against the same limit. A cache failure never blocks a request.
 """
 
 from __future__ import annotations
@@ -50,22 +50,25 @@ def _cache():
     return caches[getattr(settings, "KILLSWITCH_THROTTLE_CACHE", "default")]
 
 
-def _window_keys(address: str) -> tuple[str, str, int]:
+def _window_keys(address: str) -> tuple[str, str, str, float, int]:
+    """(this window's key, the previous window's, this window's audit key, how far into
+    this window we are (0-1), seconds until it ends)."""
     window = _window()
     now = time.time()
     index = int(now // window)
     retry_after = max(1, int(window - now % window + 0.999))
-    return f"ks:failed:{address}:{index}", f"ks:throttled:{address}:{index}", retry_after
+    return (f"ks:failed:{address}:{index}", f"ks:failed:{address}:{index - 1}",
+            f"ks:throttled:{address}:{index}", (now % window) / window, retry_after)
 
 
 def record_failure(address: str | None) -> None:
     """Count one refused request from `address`."""
     if not address:
         return
-    key, _, _ = _window_keys(address)
+    key = _window_keys(address)[0]
     try:
         cache = _cache()
-        cache.add(key, 0, _window() + 1)
+        cache.add(key, 0, 2 * _window() + 1)  # read again as the previous window
         cache.incr(key)
     except Exception:  # never let the counter break an answer
         logger.warning("could not count a failed attempt", exc_info=True)
@@ -78,10 +81,13 @@ def check_failures(address: str | None) -> RateLimited | None:
     (once per address and window)."""
     if not address:
         return None
-    key, throttled_key, retry_after = _window_keys(address)
+    key, previous_key, throttled_key, elapsed, retry_after = _window_keys(address)
     try:
         cache = _cache()
-        failures = cache.get(key, 0)
+        counts = cache.get_many([key, previous_key])
+        # A sliding window: the previous window weighs what is left of it, so crossing
+        # into a new window never resets an address that keeps failing.
+        failures = int(counts.get(key, 0) + counts.get(previous_key, 0) * (1 - elapsed))
         if failures < _limit():
             return None
         first = cache.add(throttled_key, 1, _window() + 1)

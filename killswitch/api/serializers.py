@@ -78,12 +78,14 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class CooldownErrorSerializer(ErrorSerializer):
-    """The seed's {"error": "Kill switch cooldown active. 37 minutes remaining."} and more."""
+    """The seed's {"error": "Kill switch cooldown active. 37 minutes remaining."} and more
+    (code cooldown_active); or a resume the resume rules refuse (code resume_refused:
+    one's own request, an expired one, runs not clean), in the common shape."""
 
-    message = serializers.CharField(help_text="The long form, with the cooldown length.")
-    scope = serializers.CharField()
-    remaining_seconds = serializers.IntegerField()
-    cooldown_until = serializers.CharField(help_text="UTC, e.g. 2026-03-12T16:34:22Z.")
+    message = serializers.CharField(required=False, help_text="cooldown_active: the long form, with its length.")
+    scope = serializers.CharField(required=False)
+    remaining_seconds = serializers.IntegerField(required=False)
+    cooldown_until = serializers.CharField(required=False, help_text="UTC, e.g. 2026-03-12T16:34:22Z.")
 
 
 # --- Change results -----------------------------------------------------------------------

@@ -219,12 +219,27 @@ class ResumeRequestsApi(KillSwitchView):
 
     permission_classes = [CanViewKillSwitch]
 
+    class RequestSerializer(serializers.Serializer):
+        request = serializers.IntegerField(help_text="Approve with {\"action\": \"approve\", \"request\": N}.")
+        scope = serializers.CharField()
+        level = serializers.CharField(help_text="The level the scope was at when the resume was asked.")
+        requested_by = serializers.CharField()
+        requested_at = serializers.CharField(help_text="UTC, e.g. 2026-03-12T15:34:22Z.")
+        expires_at = serializers.CharField(help_text="UTC; after it the request cannot be approved.")
+        reason = serializers.CharField(allow_blank=True)
+        seq = serializers.IntegerField(help_text="The request's audit event.")
+        open = serializers.DictField(help_text="What is still open in the scope.")
+
+    class PageSerializer(serializers.Serializer):
+        resume_approvals = serializers.IntegerField(help_text="kill_switch.resume_approvals: 1 or 2.")
+        requests = serializers.ListField(child=serializers.DictField())
+
     def audit_subject(self, request) -> dict[str, Any]:
         return {"attempted": "read resume requests", "scope": "global"}
 
     @extend_schema(operation_id="kill_switch_resume_requests",
                    summary="Resume requests waiting for a second risk officer (resume_approvals: 2)",
-                   responses={200: serializers.DictField(), **READ_ERRORS})
+                   responses={200: PageSerializer, **READ_ERRORS})
     def get(self, request) -> Response:
         rows = services.open_requests()
         for row in rows:

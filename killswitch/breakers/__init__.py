@@ -6,12 +6,13 @@ breakers").
 - feeds: the interface brokers fill (P&L, positions, orders, connection), a registry;
 - inputs: what trading processes report (market data times, heartbeats);
 - kinds: each kind's figure from one round's data (pure);
-- engine: the loop (lease, latch, trip, warn), `manage.py killswitch breakers run`;
+- engine: the loop (leadership lease, latch, trip, warn), `manage.py killswitch breakers run`;
 - state: what the loop keeps in Redis and what every interface reads;
 - deadman: renewing a dead-man's switch over the API.
 
 `connect()` (KillswitchConfig.ready) plugs the breakers into the Risk page, the open
-items of every resume answer and the process list of `make run`.
+items of every resume answer, /metrics and the process list of `make run`. The loop's
+leadership lease is the shared one (killswitch.runtime.leadership, `breakers`).
 """
 
 from __future__ import annotations
@@ -52,17 +53,21 @@ def panel() -> dict[str, Any]:
 
 
 def connect() -> None:
-    """Register the panel, the open items source and the breaker process (idempotent).
-    Validates the `breakers:` section first: a bad entry stops start-up here."""
+    """Register the panel, the open items source, the /metrics readings and the breaker
+    process (idempotent). Validates the `breakers:` section first: a bad entry stops
+    start-up here."""
+    from killswitch.ops import hooks as ops_hooks
     from killswitch.runtime import processes
     from killswitch.selectors import open_items
     from killswitch.web import panels
 
+    from . import state
     from .config import configured
 
     configured()
     panels.register(panels.Panel("breakers", "Breakers", panel))
     open_items.register("breakers", open_breakers)
+    ops_hooks.register_breakers("breakers", state.metric_readings)
     processes.register(processes.Process(
         "breakers", (processes.PYTHON, "manage.py", "killswitch", "breakers", "run"),
         "automatic breakers and dead-man's switches: trip the switch on configured limits",

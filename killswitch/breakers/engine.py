@@ -35,11 +35,11 @@ from killswitch import services
 from killswitch.models import Scope, Source
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
+from killswitch.runtime.leadership import Lease, run_as_leader
 
 from . import config as C
 from . import inputs, kinds, state
 from .feeds import AccountFacts, Feed, FeedRequest, open_feeds
-from .lease import Lease
 
 logger = logging.getLogger("killswitch.breakers")
 
@@ -300,34 +300,34 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------------
 
+    def _leading_round(self) -> None:
+        close_old_connections()
+        try:
+            self.round()
+        except DatabaseError:
+            connection.close()  # the next round reconnects
+            raise
+
     def run_forever(self, stop: threading.Event | None = None) -> None:
-        """Rounds every `interval` while this process holds the lease; a follower waits
-        and takes over when the leader stops (release) or dies (ttl)."""
+        """Rounds every `interval` while this process holds the lease (the shared
+        leadership loop, runtime.leadership.run_as_leader: a follower takes over when the
+        leader stops, dies or hangs; a round's exception is logged and never ends it).
+        Without a lease (tests), every round. The stream cursor is kept while following:
+        a process that leads again reads what it missed."""
         stop = stop or threading.Event()
-        leading = False
         logger.info("breaker loop started: %s breaker(s), every %ss", len(self.breakers), self.interval)
         try:
+            if self.lease is not None:
+                run_as_leader(self.lease, self._leading_round, interval=self.interval, stop=stop)
+                return
             while not stop.is_set():
                 started = time.monotonic()
-                close_old_connections()
-                if self.lease is None or self.lease.hold():
-                    if not leading:
-                        logger.info("breakers: leading (%s)", self.token)
-                        self.reports.reset()
-                        leading = True
-                    try:
-                        self.round()
-                    except Exception as exc:  # never die: a dead breaker loop silently stops watching
-                        logger.exception("breaker round failed")
-                        if isinstance(exc, DatabaseError):
-                            connection.close()
-                elif leading:
-                    logger.warning("breakers: no longer leading; following")
-                    leading = False
+                try:
+                    self._leading_round()
+                except Exception:  # never die: a dead breaker loop silently stops watching
+                    logger.exception("breaker round failed")
                 stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
-            if self.lease is not None:
-                self.lease.release()
             self.close()
             connection.close()
 

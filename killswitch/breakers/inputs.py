@@ -106,7 +106,8 @@ def _times(value: object, bound: float) -> dict[str, float]:
 
 class ProcessReports:
     """The newest registration of every trading process, from the stream, with a cursor
-    of its own. One per breaker process; reset when it starts leading."""
+    of its own. One per breaker process; kept while following, so a process that leads
+    again reads what it missed (arrival times say who is still connected)."""
 
     def __init__(self) -> None:
         self.cursor: str | None = None

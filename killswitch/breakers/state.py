@@ -197,20 +197,12 @@ def _json(raw: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-@dataclass(frozen=True)
-class MetricReading:
-    """Shaped like the ops engineer's killswitch.ops.hooks.BreakerReading (name, kind,
-    scope, tripped, value), for killswitch_breaker_state / killswitch_breaker_value."""
+def metric_readings() -> list[Any]:
+    """The readings /metrics exports (killswitch_breaker_state, killswitch_breaker_value,
+    in the unit of the limit), read from Redis at scrape time; no value while no breaker
+    process evaluates."""
+    from killswitch.ops.hooks import BreakerReading
 
-    name: str
-    kind: str
-    scope: str
-    tripped: bool
-    value: float | None
-
-
-def metric_readings() -> list[MetricReading]:
-    """The readings /metrics exports, read from Redis at scrape time."""
     snap = snapshot()
-    return [MetricReading(r["name"], r["kind"], r["scope"], r["state"] == TRIPPED,
-                          r["display"] if snap.fresh else None) for r in snap.rows]
+    return [BreakerReading(r["name"], r["kind"], r["scope"], r["state"] == TRIPPED,
+                           r["value"] if snap.fresh else None) for r in snap.rows]

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ..breakers import state
 from ..breakers.engine import DEFAULT_INTERVAL, LEASE_TTL, Engine
-from ..breakers.lease import Lease
+from ..runtime.leadership import Lease
 from ._common import emit_json
 
 NAME = "breakers"

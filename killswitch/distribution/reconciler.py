@@ -9,6 +9,10 @@ One round (`Reconciler.run_once`):
 
 The heartbeat is written only after a round that saw both the database and Redis:
 when the switch's state cannot be known, the heartbeat stops and clients halt.
+
+Run it twice (or more) for availability: `run_forever` holds the `reconciler` lease
+(killswitch.runtime.leadership), so one process runs rounds and the others wait to
+take over within 3 s; a round that is about to write checks the lease again first.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from killswitch import services
 from killswitch.models import Event
 from killswitch.policy import kill_switch_policy
 from killswitch.runtime.hooks import heartbeat_sent
+from killswitch.runtime.leadership import Lease, run_as_leader
 
 from . import publish as P
 from .decisions import Case, Decision, Do, decide
@@ -35,6 +40,11 @@ logger = logging.getLogger("killswitch.reconciler")
 REQUEUE_INTERVAL_SECONDS = 5.0
 LOG_COPY_INTERVAL_SECONDS = 5.0
 SYSTEM_ACTOR = "system:reconciler"
+LEASE = "reconciler"
+# Heartbeats every 0.5 s, clients stale after 5 s: a follower taking over within
+# ttl + one poll (2.25 s) keeps every client running through a reconciler failover.
+LEASE_TTL_SECONDS = 2.0
+NOT_LEADER = "not_leader"
 
 
 class Reconciler:
@@ -52,6 +62,7 @@ class Reconciler:
         self._reported: set = set()  # findings already alerted (one alert per finding)
         self._disagreeing: dict[str, float] = {}  # client_id -> since when (monotonic) it disagrees
         self.last_outcome = ""
+        self.lease: Lease | None = None  # set by run_forever; run_once alone (--once, tests) holds none
         # Set by `make run` for a new embedded Redis: its first loss is this start.
         self._started_empty = os.environ.get("KILLSWITCH_REDIS_STARTED_EMPTY") == "1"
 
@@ -59,7 +70,7 @@ class Reconciler:
         """One comparison. Returns what it did: a decisions.Case value, `db_down` or
         `redis_down` (for logs and tests)."""
         try:
-            services.apply_pending()
+            return self._round()
         except (redis.RedisError, OSError):
             logger.error("redis unreachable; will republish when it is back", exc_info=True)
             return self._done("redis_down")
@@ -67,28 +78,25 @@ class Reconciler:
             logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
             connection.close()
             return self._done("db_down")
-        try:
-            view = P.read_view()
-        except (redis.RedisError, OSError):
-            logger.error("redis unreachable; will republish when it is back", exc_info=True)
-            return self._done("redis_down")
-        try:
-            snap = self._trusted(P.take_snapshot())
-            outcome = self._act(decide(snap, view), view, snap)
-        except (redis.RedisError, OSError):
-            logger.error("redis unreachable; will republish when it is back", exc_info=True)
-            return self._done("redis_down")
-        except DatabaseError:
-            logger.error("database unreachable; heartbeat withheld so clients fail closed", exc_info=True)
-            connection.close()
-            return self._done("db_down")
+
+    def _round(self) -> str:
+        # Requests kept in Redis while the database was down go into the audit log first,
+        # so their escalations are recorded as theirs, not as out-of-band writes.
+        services.apply_pending()
+        view = P.read_view()
+        snap = self._trusted(P.take_snapshot())
+        decision = decide(snap, view)
+        if decision.do is not Do.NOTHING and self.lease is not None and not self.lease.renew():
+            # Frozen after the round began (SIGSTOP) and a follower took over: what this
+            # round saw is stale and the new leader acts on it.
+            return self._done(NOT_LEADER)
+        outcome = self._act(decision, view, snap)
         now = time.monotonic()
         if now - self._last_heartbeat >= self.heartbeat_interval:
-            try:
-                P.publish_heartbeat(snap.version, stale_after=self.stale_after)
-                self._last_heartbeat = now
-            except (redis.RedisError, OSError):
-                return self._done("redis_down")
+            # Only after a round that saw both the database and Redis: when the state
+            # cannot be known, the heartbeat stops and clients halt.
+            P.publish_heartbeat(snap.version, stale_after=self.stale_after)
+            self._last_heartbeat = now
             heartbeat_sent.send_robust(sender=Reconciler, version=snap.version)
         self._side_work(now, snap)
         return self._done(outcome)
@@ -225,18 +233,21 @@ class Reconciler:
         self.last_outcome = outcome
         return outcome
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
+    def run_forever(self, stop: threading.Event | None = None, *, lease: Lease | None = None) -> None:
+        """Rounds every `interval` while this process holds the reconciler's lease (a
+        follower otherwise), until `stop` is set; the lease is released on the way out."""
         stop = stop or threading.Event()
+        self.lease = lease or Lease(LEASE, ttl=LEASE_TTL_SECONDS)
         logger.info("reconciler started", extra={"interval": self.interval,
-                                                  "heartbeat_interval": self.heartbeat_interval})
+                                                  "heartbeat_interval": self.heartbeat_interval,
+                                                  "lease": self.lease.token})
+
+        def one_round() -> None:
+            close_old_connections()
+            self.run_once()
+
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                close_old_connections()
-                try:
-                    self.run_once()
-                except Exception:  # never die: a dead reconciler silently halts every client
-                    logger.exception("reconcile round failed")
-                stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            # max_round: a round stuck in the database longer than this lets the lease go.
+            run_as_leader(self.lease, one_round, interval=self.interval, stop=stop, max_round=10.0)
         finally:
             connection.close()

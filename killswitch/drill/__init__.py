@@ -1,6 +1,7 @@
 """The yearly kill-switch drill (`manage.py killswitch drill`), safe to run any day.
 
-What it proves, on paper accounts only, with real processes:
+What it proves, on paper accounts (or, named with --account, MetaTrader 5 demo
+accounts: the broker side decides, see hooks), with real processes:
 1. an activation of `kill` on `account:<drill account>` reaches every trading process
    of that account (each process acknowledges the new state version) within the
    propagation bound, and within `kill_switch.ack_timeout_seconds`;
@@ -13,8 +14,9 @@ What it proves, on paper accounts only, with real processes:
 
 Safety (why it can run on a live installation):
 - It never touches the global scope, nor any scope but `account:<A>` of the drill's
-  accounts, and every one of them must be an account of the paper broker
-  (`brokers.paper.accounts`). Anything else is refused before anything happens.
+  accounts, and every one of them must be one the broker side allows: an account of
+  the paper broker (`brokers.paper.accounts`), or an MT5 account its terminal reports
+  as demo. Anything else is refused before anything happens.
 - With PAPER_ONLY=false (a live installation) the accounts must be named with
   `--account`: the operator says in writing which paper accounts may be killed.
 - The default account is a fixed one, `DRILL01`, reset at every drill. A fixed name

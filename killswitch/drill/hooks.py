@@ -27,7 +27,8 @@ class BrokerObservation:
 class BrokerDrill(Protocol):
     def check_accounts(self, accounts: list[str] | None, *, default: str) -> tuple[list[str], bool]:
         """The accounts to drill and whether the default drill account is used. Raises
-        DrillRefused for any account that is not a paper account."""
+        DrillRefused for any account the broker side does not let the drill trade (the
+        brokers app: paper accounts, and MT5 demo accounts named with --account)."""
 
     def seed(self, accounts: list[str], *, reset: bool, stamp: str) -> dict[str, list[str]]:
         """Positions and working orders on each account (reset first if asked); returns

@@ -68,6 +68,8 @@ def run_drill(*, accounts: list[str] | None = None, clients: int = 5, cooldown_s
         bounds={**asdict(bounds), "ack_timeout_seconds": ack_timeout},
         policy={"cooldown_minutes": policy.cooldown_minutes, "ack_timeout_seconds": policy.ack_timeout_seconds,
                 "client_stale_after_seconds": policy.client_stale_after_seconds,
+                "resume_approvals": policy.resume_approvals,
+                "resume_requires_clean_runs": policy.resume_requires_clean_runs,
                 "paper_only": bool(getattr(settings, "PAPER_ONLY", True)), **broker.settings()},
         services={},
     )
@@ -171,11 +173,7 @@ def _activate_and_observe(accounts, drill_clients, who, cooldown_seconds, ack_ti
         say(f"waiting {remaining:.1f} s for the drill cooldown to end")
         time.sleep(remaining)
     for account in accounts:
-        try:
-            rec.resumed[account] = services.deactivate(scope=L.ScopeRef(L.ACCOUNT, account), actor=who,
-                                                       source="cli", reason=f"{REASON}: resume after the cooldown").message
-        except services.KillSwitchError as error:
-            rec.resumed[account] = f"refused: {error.message}"
+        rec.resumed[account] = _resume(account, who)
 
     def redis_levels() -> dict[str, str]:
         state = get_redis().hgetall(L.KEY_STATE)
@@ -189,6 +187,23 @@ def _activate_and_observe(accounts, drill_clients, who, cooldown_seconds, ack_ti
     audit = services.verify_audit_chain()
     rec.audit_ok, rec.audit_checked, rec.audit_problem = audit.ok, audit.checked, audit.problem
     return rec
+
+
+def _resume(account: str, who: Actor) -> str:
+    """Resume the drilled account after the cooldown, as the policy says: at once, or
+    (kill_switch.resume_approvals: 2) by a request the drill's second approver grants, so
+    the two-step resume itself is exercised; the report says which mode was in force."""
+    ref = L.ScopeRef(L.ACCOUNT, account)
+    reason = f"{REASON}: resume after the cooldown"
+    try:
+        result = services.deactivate(scope=ref, actor=who, source="cli", reason=reason)
+        if isinstance(result, services.ResumeRequested):
+            second = Actor.system(f"{who.name} (second approver)", grants=frozenset(PERMISSIONS))
+            result = services.deactivate(scope=ref, actor=second, source="cli", reason=reason,
+                                         request=result.request_id)
+        return result.message
+    except services.KillSwitchError as error:
+        return f"refused: {error.message}"
 
 
 def _propagation(seqs: list[int]) -> list[dict[str, Any]]:

@@ -141,6 +141,9 @@ class Event(models.Model):
             models.Index(fields=["action", "-seq"], name="event_action_seq"),
             models.Index(fields=["source", "-seq"], name="event_source_seq"),
             models.Index(fields=["actor", "-seq"], name="event_actor_seq"),
+            # The admin's event list filters on these too (bench/bench_history.py).
+            models.Index(fields=["outcome", "-seq"], name="event_outcome_seq"),
+            models.Index(fields=["new_level", "-seq"], name="event_new_level_seq"),
         ]
 
     def __str__(self) -> str:

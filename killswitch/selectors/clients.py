@@ -50,19 +50,13 @@ def client_statuses(*, include_disconnected: bool = False, acks_per_client: int 
     rows = TradingClient.objects.all()
     if not include_disconnected:
         rows = rows.filter(disconnected_at__isnull=True, last_seen_at__gte=now - CONNECTED_WITHIN)
-    changes = list(Event.objects.filter(outcome=Outcome.APPLIED).exclude(previous_level=F("new_level"))
-                   .order_by("-seq").values_list("version", "created_at")[:200])
+    changes = _recent_changes()
     created_by_version = dict(changes)
     result = []
     for row in rows:
         connected = row.disconnected_at is None and row.last_seen_at >= now - CONNECTED_WITHIN
-        pending_since = None
-        if connected and (row.applied_version or 0) < current:
-            pending = [created for version, created in changes
-                       if version > (row.applied_version or 0) and created >= row.registered_at]
-            pending_since = min(pending) if pending else None
-            if pending_since is None and row.applied_version is None:
-                pending_since = row.registered_at
+        pending_since = (_pending_since(row.applied_version, row.registered_at, changes, current)
+                         if connected else None)
         late = pending_since is not None and now - pending_since > timeout
         acks = [
             {"version": a.version, "level": a.level, "acked_at": a.acked_at,
@@ -76,6 +70,48 @@ def client_statuses(*, include_disconnected: bool = False, acks_per_client: int 
             row.acked_at, row.level_seen, row.scope_seen, row.cause, pending_since, late, acks,
         ))
     return result
+
+
+def _pending_since(applied: int | None, registered_at: datetime, changes: list[tuple[int, datetime]],
+                   current: int) -> datetime | None:
+    """When the oldest change a connected process has not acknowledged was made (only
+    changes made since it registered count), or None when it is up to date."""
+    if (applied or 0) >= current:
+        return None
+    pending = [created for version, created in changes if version > (applied or 0) and created >= registered_at]
+    if pending:
+        return min(pending)
+    return registered_at if applied is None else None
+
+
+def _recent_changes() -> list[tuple[int, datetime]]:
+    return list(Event.objects.filter(outcome=Outcome.APPLIED).exclude(previous_level=F("new_level"))
+                .order_by("-seq").values_list("version", "created_at")[:200])
+
+
+def client_counts() -> dict[str, int]:
+    """Trading processes per state, for /metrics, in two queries whatever their number:
+    `connected` (seen in the last 10 s), of those `late` (a change older than
+    `ack_timeout_seconds` not acknowledged, as client_statuses says) and `fail_closed`
+    (reading halt for a cause of their own: Redis lost, heartbeat stale, ...), and
+    `disconnected` (known, deregistered or silent; removed after a day)."""
+    from .scopes import state_version
+
+    now = clock.now()
+    timeout = timedelta(seconds=kill_switch_policy().ack_timeout_seconds)
+    current = state_version()
+    changes = _recent_changes()
+    counts = {"connected": 0, "late": 0, "fail_closed": 0, "disconnected": 0}
+    for disconnected_at, last_seen, applied, registered, cause in TradingClient.objects.values_list(
+            "disconnected_at", "last_seen_at", "applied_version", "registered_at", "cause"):
+        if disconnected_at is not None or last_seen < now - CONNECTED_WITHIN:
+            counts["disconnected"] += 1
+            continue
+        counts["connected"] += 1
+        counts["fail_closed"] += bool(cause)
+        pending = _pending_since(applied, registered, changes, current)
+        counts["late"] += pending is not None and now - pending > timeout
+    return counts
 
 
 def recent_propagation(*, limit: int = 20) -> list[dict[str, Any]]:

@@ -94,12 +94,18 @@ def resume(*, ref: L.ScopeRef, actor: Actor, source: str, reason: str, client_ad
         row = lock_scope(ref)
         now = clock.now()
         if row.level == L.RUNNING or row.cooldown_remaining_seconds(now) > 0:
-            # Already running (a no-op), or inside the cooldown (the seed's refusal).
-            return transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
-                              action=Action.DEACTIVATE, client_address=client_address)
-        request = _open_request(ref, row, now)
+            # Already running (a no-op), or inside the cooldown (the seed's refusal, whose
+            # event must commit with this block: it is raised once the block is left).
+            try:
+                return transition(ref=ref, target=L.RUNNING, actor=actor, source=source, reason=reason,
+                                  action=Action.DEACTIVATE, client_address=client_address)
+            except KillSwitchError as error:
+                refusal = error
+        request = None if refusal is not None else _open_request(ref, row, now)
         head = lock_head()
-        if request_id is not None and (request is None or request.pk != request_id):
+        if refusal is not None:
+            pass
+        elif request_id is not None and (request is None or request.pk != request_id):
             asked = ResumeRequest.objects.filter(pk=request_id).first()
             why = (f"there is no resume request #{request_id}" if asked is None else
                    f"resume request #{request_id} is for {asked.scope_label}, not {ref}" if asked.scope_label != str(ref)
@@ -116,8 +122,9 @@ def resume(*, ref: L.ScopeRef, actor: Actor, source: str, reason: str, client_ad
                 f"{actor.name} asked for this resume (request #{request.pk}); a different risk officer must "
                 "approve it.")
         if refusal is not None:
-            refusal.event = _event(head, ref, actor, source, reason, client_address, row.level,
-                                   f"approve resume: {refusal.message}", Outcome.REFUSED, Action.REFUSED)
+            if refusal.event is None:
+                refusal.event = _event(head, ref, actor, source, reason, client_address, row.level,
+                                       f"approve resume: {refusal.message}", Outcome.REFUSED, Action.REFUSED)
         else:
             note = (f"; approved resume request #{request.pk} of {request.requested_by} "
                     f"(asked {request.requested_at:%Y-%m-%d %H:%M:%S} UTC, event #{request.request_seq})")

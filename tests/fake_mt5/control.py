@@ -212,6 +212,15 @@ class Control:
             term.book.orders[order.ticket] = order
             return order.ticket
 
+    def set_account_mode(self, mode: str) -> None:
+        """The account's trade mode as account_info() reports it: demo, contest or real."""
+        modes = {"demo": c.ACCOUNT_TRADE_MODE_DEMO, "contest": c.ACCOUNT_TRADE_MODE_CONTEST,
+                 "real": c.ACCOUNT_TRADE_MODE_REAL}
+        if mode not in modes:
+            raise ValueError(f"mode must be one of {sorted(modes)}, got {mode!r}")
+        with self.terminal.lock:
+            self.terminal.book.account.trade_mode = modes[mode]
+
     def set_balance(self, balance: float) -> None:
         with self.terminal.lock:
             self.terminal.book.account.balance = float(balance)
@@ -224,7 +233,8 @@ class Control:
             mode = acc.margin_mode if netting is None else (
                 c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING if netting
                 else c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING)
-            term.book = Book(dataclasses.replace(acc, balance=100_000.0, margin_mode=mode))
+            term.book = Book(dataclasses.replace(acc, balance=100_000.0, margin_mode=mode,
+                                                trade_mode=c.ACCOUNT_TRADE_MODE_DEMO))
             term.faults = Faults()
             term.trader = Trader(term.book, term.faults)
             term.initialized = False

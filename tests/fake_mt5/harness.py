@@ -179,6 +179,9 @@ class FakeMT5:
     def set_balance(self, balance: float) -> None:
         self._call("set_balance", balance)
 
+    def set_account_mode(self, mode: str) -> None:
+        self._call("set_account_mode", mode)
+
     def reset(self, netting: bool | None = None) -> None:
         self._call("reset", netting)
 

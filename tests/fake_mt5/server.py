@@ -129,7 +129,7 @@ class ControlService(rpyc.Service):
         "set_price", "set_market_closed", "set_partial_fill", "set_trade_mode", "set_symbol",
         "requote_next", "fail_next", "set_no_money", "set_autotrading", "set_connected",
         "stall_next_send", "drop_next_send", "drop_bridge", "add_position", "add_order",
-        "set_balance", "reset",
+        "set_balance", "set_account_mode", "reset",
     }
 
     def __init__(self, control: Control) -> None:

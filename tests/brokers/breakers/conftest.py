@@ -14,8 +14,8 @@ from brokers.feeds import BrokerFeed
 from killswitch.breakers import config as breaker_config
 from killswitch.breakers import state
 from killswitch.breakers.engine import Engine
-from killswitch.breakers.lease import Lease
 from killswitch.models import Event
+from killswitch.runtime.leadership import Lease
 from tests.conftest import wait_for
 
 
@@ -28,7 +28,7 @@ def run_breakers(monkeypatch, redis_client) -> Iterator[Callable[..., Engine]]:
     def start(*entries: dict[str, Any], interval: float = 0.1) -> Engine:
         parsed = breaker_config.parse_breakers(list(entries))
         monkeypatch.setattr(breaker_config, "_cached", lambda: parsed)
-        engine = Engine(breakers=parsed, feeds=[BrokerFeed()], interval=interval, lease=Lease(ttl=2))
+        engine = Engine(breakers=parsed, feeds=[BrokerFeed()], interval=interval, lease=Lease("breakers", ttl=2))
         stop = threading.Event()
         thread = threading.Thread(target=engine.run_forever, args=(stop,), daemon=True)
         thread.start()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from django.core.management import call_command
+from prometheus_client.parser import text_string_to_metric_families
 
 from brokers import config as broker_config
 from brokers import demo as demo_data
@@ -19,8 +20,8 @@ from brokers.feeds import BrokerFeed
 from killswitch import services as ks
 from killswitch.breakers import config as breaker_config
 from killswitch.breakers.engine import Engine
-from killswitch.breakers.lease import Lease
 from killswitch.models import Event
+from killswitch.runtime.leadership import Lease
 from killswitch.services.authorization import ACTIVATE, DEACTIVATE
 from tests.conftest import wait_for
 
@@ -50,7 +51,7 @@ def loop(configure):
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
     def start(*entries):
-        engine = Engine(breakers=configure(*entries), feeds=[BrokerFeed()], interval=0.1, lease=Lease(ttl=2))
+        engine = Engine(breakers=configure(*entries), feeds=[BrokerFeed()], interval=0.1, lease=Lease("breakers", ttl=2))
         stop = threading.Event()
         thread = threading.Thread(target=engine.run_forever, args=(stop,), daemon=True)
         thread.start()
@@ -119,7 +120,8 @@ def test_renewing_needs_the_trader_role_and_a_configured_name_and_each_refusal_i
                           "configured: ops-loop.") in refused
 
 
-def test_the_cli_and_the_api_show_the_figure_the_limit_the_state_and_the_last_trip(loop, capsys, client_for, viewer):
+def test_the_cli_the_api_and_metrics_show_the_figure_the_limit_the_state_and_the_last_trip(
+        loop, capsys, client_for, viewer, client):
     demo_data.seed_demo_data()
     loop(LOSS, DEAD_MAN)
     wait_for(lambda: breaker_row(client_for, viewer, "desk-loss")["state"] == "armed")
@@ -140,6 +142,14 @@ def test_the_cli_and_the_api_show_the_figure_the_limit_the_state_and_the_last_tr
         "max_loss", "account:DU111111", "halt", "-500.00 USD", -600.0)
     assert row["figure"].startswith("P&L -600.00 USD since 00:00 UTC")
     assert api(client_for, None, "get", "/api/risk/breakers")[0] == 401
+    # /metrics: killswitch_breaker_state and killswitch_breaker_value (in the limit's unit, a loss)
+    metrics = {(s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(
+        client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()) for s in family.samples}
+    labels = frozenset({"name": "desk-loss", "kind": "max_loss", "scope": "account:DU111111"}.items())
+    assert metrics[("killswitch_breaker_state", labels)] == 1
+    assert metrics[("killswitch_breaker_state", frozenset({"name": "ops-loop", "kind": "dead_man",
+                                                           "scope": "account:DU111111"}.items()))] == 0
+    assert metrics[("killswitch_breaker_value", frozenset({"name": "desk-loss"}.items()))] == 600
 
 
 def test_a_resume_answer_names_the_breaker_still_beyond_its_limit_which_then_trips_again(

@@ -192,3 +192,21 @@ def test_bad_values_are_refused_with_exit_2(brokers, args, expected):
     code, message = refused(*args)
     assert code == 2
     assert expected in message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_two_approvals_the_drill_exercises_the_request_and_the_report_says_so(tmp_path, redis_client, brokers):
+    base = yaml.safe_load(Path(settings.RISK_LIMITS_PATH).read_text())
+    base["brokers"] = BROKERS
+    base.setdefault("kill_switch", {})["resume_approvals"] = 2
+    policy = tmp_path / "risk_limits.yaml"
+    policy.write_text(yaml.safe_dump(base, sort_keys=False))
+    proc, report = run_drill_command(policy, tmp_path, "--clients", "1", "--cooldown-seconds", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["policy"]["resume_approvals"] == 2
+    kinds = [(e["action"], e["actor"]) for e in report["events"]]
+    assert ("resume_request", kinds[0][1]) in kinds or any(a == "resume_request" for a, _ in kinds)
+    resumed = [e for e in report["events"] if e["action"] == "deactivate" and e["outcome"] == "applied"]
+    assert resumed and "(second approver)" in resumed[-1]["actor"] and "approved resume request" in resumed[-1]["detail"]
+    html = Path(report["html_path"]).read_text()
+    assert "Resume approvals" in html and "second risk officer approves" in html

@@ -170,3 +170,13 @@ def test_viewer_is_not_offered_the_activate_action_and_cannot_edit_scopes(client
                       "level": "halt", "reason": "x"})
     assert Scope.objects.get(kind="global").level == "running"
     assert client.post(reverse("admin:killswitch_scope_change", args=[scope.pk]), {"level": "halt"}).status_code == 403
+
+
+def test_behind_a_proxy_the_risk_page_records_the_forwarded_address_as_the_api_does(client, trader, settings):
+    settings.NUM_PROXIES = 1
+    client.force_login(trader)
+    answer = client.post(reverse("admin:killswitch_risk_activate"),
+                         {"scope": "global", "level": "halt", "reason": "crash", "confirm": "KILL"},
+                         REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7", **JSON)
+    assert answer.status_code == 200, answer.content
+    assert Event.objects.get(action="activate").client_address == "203.0.113.7"

@@ -20,7 +20,7 @@ from brokers.adapters import paper
 from brokers.feeds import BrokerFeed
 from killswitch.breakers import config as breaker_config
 from killswitch.breakers.engine import Engine
-from killswitch.breakers.lease import Lease
+from killswitch.runtime.leadership import Lease
 from riskcontrol.embedded_redis import free_port
 
 from .conftest import ROOT, _child_env, _stop
@@ -71,7 +71,7 @@ def breaker_loop(monkeypatch, redis_client):
     parsed = breaker_config.parse_breakers(BREAKERS)
     monkeypatch.setattr(breaker_config, "_cached", lambda: parsed)
     demo_data.seed_demo_data()
-    engine = Engine(breakers=parsed, feeds=[BrokerFeed()], interval=0.1, lease=Lease(ttl=2))
+    engine = Engine(breakers=parsed, feeds=[BrokerFeed()], interval=0.1, lease=Lease("breakers", ttl=2))
     stop = threading.Event()
     thread = threading.Thread(target=engine.run_forever, args=(stop,), daemon=True)
     thread.start()
