@@ -14,8 +14,8 @@ class BrokersConfig(AppConfig):
         brokers' parts into the kill switch's registries: CLI subcommands (runs, sweep),
         the Risk page's broker runs panel and the live pushes of the runs' progress, the
         drill's broker steps, the sweep process, what the Telegram bot shows (runs, what a
-        kill would close, what is open), the known accounts and held symbols, and the
-        demo book's reset.
+        kill would close, what is open), the known accounts and held symbols, the demo
+        book's reset and the automatic breakers' feed (P&L, positions, orders, connections).
         The dependency runs one way: brokers imports killswitch, never the reverse."""
         from django.conf import settings
         from django.db.models.signals import post_migrate
@@ -59,6 +59,15 @@ class BrokersConfig(AppConfig):
         from .demo_book import reset_demo_book
 
         demo_reset.register_book_reset(reset_demo_book)  # `killswitch demo-reset` restores the demo book
+        # The automatic breakers read P&L, positions, orders and connections through this
+        # feed; a breaker scoped to an account no broker serves stops start-up here.
+        from killswitch.breakers import config as breaker_config
+        from killswitch.breakers import feeds as breaker_feeds
+
+        from .feeds import BrokerFeed
+
+        breaker_feeds.register("brokers", BrokerFeed)
+        breaker_config.check_accounts(set(brokers_config().accounts))
         processes.register(processes.Process(
             "broker-worker", ("celery", "-A", "riskcontrol", "worker", "-Q", settings.BROKER_QUEUE, "--loglevel",
                               "INFO", "--concurrency", "2", "-n", "broker@%h"),

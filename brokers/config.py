@@ -25,13 +25,16 @@ MT5 = "mt5"
 @dataclass(frozen=True)
 class IBConnection:
     """One TWS / IB Gateway session. `client_id` is dedicated to kill switch runs; the
-    sweep loop uses `sweep_client_id` (two processes cannot share a client id)."""
+    sweep loop uses `sweep_client_id`, the breaker loop `breaker_client_id` (two
+    processes cannot share a client id). The breakers see every client's orders only
+    when `breaker_client_id` is the gateway's Master API client ID (TWS settings)."""
 
     name: str
     host: str = "127.0.0.1"
     port: int = 4002
     client_id: int = 90
     sweep_client_id: int = 91
+    breaker_client_id: int = 92
     accounts: tuple[str, ...] = ()
     connect_timeout_seconds: float = 5.0
     # Seconds to wait for the broker to confirm a cancel or a fill before re-reading.
@@ -192,7 +195,7 @@ def _mapping(key: str, raw: Any) -> dict:
 def _connection(index: int, raw: Any) -> IBConnection:
     key = f"brokers.ib.connections[{index}]"
     raw = _mapping(key, raw)
-    _known(key, raw, {"name", "host", "port", "client_id", "sweep_client_id", "accounts",
+    _known(key, raw, {"name", "host", "port", "client_id", "sweep_client_id", "breaker_client_id", "accounts",
                       "connect_timeout_seconds", "confirm_timeout_seconds",
                       "max_messages_per_second", "secret_envs"})
     name = raw.get("name", f"ib{index}")
@@ -206,6 +209,14 @@ def _connection(index: int, raw: Any) -> IBConnection:
                               0, 2**31 - 1, integer=True)
     if sweep_client_id == client_id:
         raise _bad(f"{key}.sweep_client_id", sweep_client_id, f"a client id other than client_id ({client_id})")
+    taken = {client_id, sweep_client_id}
+    breaker_client_id = _number(f"{key}.breaker_client_id",
+                                raw.get("breaker_client_id", next(i for i in range(client_id + 2, 2**31)
+                                                                  if i not in taken)),
+                                0, 2**31 - 1, integer=True)
+    if breaker_client_id in taken:
+        raise _bad(f"{key}.breaker_client_id", breaker_client_id,
+                   f"a client id other than client_id ({client_id}) and sweep_client_id ({sweep_client_id})")
     envs = raw.get("secret_envs", [])
     if not isinstance(envs, list) or not all(isinstance(e, str) and e.isidentifier() for e in envs):
         raise _bad(f"{key}.secret_envs", envs, "a list of environment variable names")
@@ -215,7 +226,8 @@ def _connection(index: int, raw: Any) -> IBConnection:
     return IBConnection(
         name=name, host=host,
         port=_number(f"{key}.port", raw.get("port", 4002), 1, 65535, integer=True),
-        client_id=client_id, sweep_client_id=sweep_client_id, accounts=accounts,
+        client_id=client_id, sweep_client_id=sweep_client_id, breaker_client_id=breaker_client_id,
+        accounts=accounts,
         connect_timeout_seconds=_number(f"{key}.connect_timeout_seconds",
                                         raw.get("connect_timeout_seconds", 5.0), 0.1, 120),
         confirm_timeout_seconds=_number(f"{key}.confirm_timeout_seconds",

@@ -168,6 +168,9 @@ class PaperAccount(models.Model):
     # While set, position reports show the positions as of this moment (fills after it
     # are not reported yet), as a real broker's position reports trail its fills.
     reports_held_at = models.DateTimeField(null=True, blank=True)
+    # While set, the broker is unreachable for this account (a connection outage, for
+    # drills and the broker_disconnect breaker): every read and order is refused.
+    offline_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["code"]

@@ -24,6 +24,7 @@ class KillswitchConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_migrate
 
+        from . import breakers
         from .chat import admin as _chat_admin  # noqa: F401 - the Telegram link on the user's page
         from .chat.config import bot_should_run, check_at_start_up
         from .notifications.services import connect as connect_notifications
@@ -58,3 +59,6 @@ class KillswitchConfig(AppConfig):
                               when=bot_should_run),
         ):
             processes.register(process)
+        # The breakers: section (validated here: a typo stops start-up), the Breakers panel,
+        # their open items and the breaker process.
+        breakers.connect()

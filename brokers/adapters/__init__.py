@@ -20,7 +20,7 @@ REGISTRY: dict[str, str] = {
     MT5: "brokers.adapters.mt5.MT5Adapter",
 }
 
-RUN, SWEEP = "run", "sweep"
+RUN, SWEEP, BREAKER = "run", "sweep", "breaker"
 
 
 def broker_of(account: str) -> str:
@@ -47,8 +47,8 @@ def session_key(account: str) -> str:
 
 
 def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
-    """A new adapter for `account`'s broker. `purpose` picks the IB client id (runs and
-    the sweep loop are separate processes and need separate sessions).
+    """A new adapter for `account`'s broker. `purpose` picks the IB client id (runs, the
+    sweep loop and the breaker loop are separate processes and need separate sessions).
 
     Raises BrokerError(retryable=False) for an unknown account or, in PAPER_ONLY mode,
     any broker other than the paper broker.
@@ -62,8 +62,8 @@ def adapter_for(account: str, *, purpose: str = RUN) -> BrokerAdapter:
         conn = brokers_config().ib_connection_for(account)
         # Run sessions are kept open by the worker process between runs; the sweep loop
         # holds its adapters itself.
-        return cls(conn, client_id=conn.sweep_client_id if purpose == SWEEP else conn.client_id,
-                   persistent=purpose == RUN)
+        client_id = {SWEEP: conn.sweep_client_id, BREAKER: conn.breaker_client_id}.get(purpose, conn.client_id)
+        return cls(conn, client_id=client_id, persistent=purpose == RUN)
     if kind == MT5:
         return cls(brokers_config().mt5_terminal_for(account), account)
     return cls()

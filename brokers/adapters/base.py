@@ -3,7 +3,8 @@
 An adapter lists working orders and positions in a scope (one account, optionally
 narrowed to a strategy or a symbol), cancels one order, cancels all in a scope,
 closes one position at market on its own instrument, finds a closing order again by
-its reference, and lists the account's executions. Every failure is raised as
+its reference, and lists the account's executions; optionally (for the automatic
+breakers) its connection state, P&L, priced positions and recent orders. Every failure is raised as
 BrokerError, whose `retryable` says whether trying again can help (a dropped
 connection: yes; an account the broker does not know: no).
 
@@ -20,6 +21,7 @@ Adapters hold no rules about levels or runs: those live in brokers.runs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
@@ -218,6 +220,53 @@ class OrderState:
         return self.status != WORKING
 
 
+class NotSupported(BrokerError):
+    """The adapter does not offer this (optional) read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+@dataclass(frozen=True)
+class PnLLine:
+    """One instrument's P&L since the day start (in the account's currency)."""
+
+    instrument: Instrument
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class AccountPnL:
+    """An account's P&L since a day start. `strategies` is None where the broker cannot
+    attribute P&L to strategies; `basis` says how the broker counts it, for people."""
+
+    total: Decimal
+    lines: tuple[PnLLine, ...] = ()
+    strategies: dict[str, Decimal] | None = None
+    basis: str = ""
+    # Instruments held whose P&L the broker has not reported yet (not in `lines`).
+    pending: tuple[Instrument, ...] = ()
+
+
+@dataclass(frozen=True)
+class MarkedPosition:
+    position: Position
+    price: Decimal | None  # the last price (None when the broker has none)
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """An order a trading process submitted, for the order and reject rate breakers."""
+
+    account: str
+    order_id: str
+    instrument: Instrument
+    submitted_at: datetime
+    strategy: str = ""
+    rejected_at: datetime | None = None
+    detail: str = ""
+
+
 @dataclass
 class CancelAllResult:
     results: list[CancelResult] = field(default_factory=list)
@@ -286,6 +335,34 @@ class BrokerAdapter(ABC):
     def executions(self, *, account: str, since: datetime) -> list[Execution]:
         """The account's fills at or after `since` (the broker's own record, which does
         not trail like position reports). Raises BrokerError when unknown."""
+
+    # --- Breaker inputs (optional; killswitch.breakers reads them through brokers.feeds) ------
+    # An adapter without one raises NotSupported, and the breakers that need it read
+    # `unknown` with that message (never a made-up zero).
+
+    def connection_state(self, *, account: str) -> tuple[bool, str]:
+        """(connected, why not) for `account`'s broker session; never raises."""
+        raise NotSupported(f"{self.kind} adapter reports no connection state")
+
+    def account_currency(self, *, account: str) -> str:
+        """The currency the account's P&L is reported in."""
+        return "USD"
+
+    def pnl(self, *, account: str, day_start: datetime,
+            marks: Callable[[dict[str, Decimal]], dict[str, Decimal]] | None = None) -> AccountPnL:
+        """The account's P&L since `day_start`, realized plus unrealized at the last price.
+        `marks(prices)` gives each instrument's price at `day_start` (by Instrument.key)
+        for brokers that keep no opening prices. Raises BrokerError when unknown."""
+        raise NotSupported(f"{self.kind} adapter reports no P&L")
+
+    def marked_positions(self, *, account: str) -> list[MarkedPosition]:
+        """The account's positions (as positions() reports them) with their last price."""
+        raise NotSupported(f"{self.kind} adapter reports no position prices")
+
+    def orders_since(self, *, account: str, since: datetime) -> list[OrderRecord]:
+        """Orders submitted (or rejected) at or after `since` in the account, never the
+        kill switch's own closing orders. Raises BrokerError when unknown."""
+        raise NotSupported(f"{self.kind} adapter reports no order history")
 
     def close(self) -> None:  # noqa: B027 - optional hook; most adapters hold nothing
         """Release connections. Safe to call twice."""

@@ -60,6 +60,7 @@ from .base import (
     Unclosable,
     WorkingOrder,
 )
+from .paper_figures import PaperFiguresMixin, offline_message, require_online
 
 
 class PaperError(ValueError):
@@ -151,6 +152,8 @@ def place_order(*, account: str, symbol: str, side: str, quantity: object, order
         if existing is not None:
             return existing
     acct = get_account(account)
+    if acct.offline_since is not None:
+        raise PaperError(offline_message(acct.code))
     try:
         with transaction.atomic():
             order = PaperOrder.objects.create(
@@ -303,18 +306,21 @@ def _state(order: PaperOrder) -> OrderState:
                       avg_price=order.avg_fill_price, detail=order.reject_reason)
 
 
-class PaperAdapter(BrokerAdapter):
+class PaperAdapter(PaperFiguresMixin, BrokerAdapter):
     """The paper broker through the common interface. The database is the broker, so
-    every read is authoritative and a global cancel is one UPDATE."""
+    every read is authoritative and a global cancel is one UPDATE. While an account is
+    offline (paper_figures.set_offline) everything is refused, retryably."""
 
     kind = "paper"
     atomic_cancels = True
 
     def _account(self, code: str) -> PaperAccount:
         try:
-            return get_account(code)
+            account = get_account(code)
         except PaperError as exc:
             raise BrokerError(str(exc), retryable=False) from None
+        require_online(code)
+        return account
 
     def working_orders(self, scope: BrokerScope) -> list[WorkingOrder]:
         self._account(scope.account)
@@ -339,6 +345,7 @@ class PaperAdapter(BrokerAdapter):
                 for (symbol, asset_class), (qty, cost) in sorted(rows.items()) if qty != 0]
 
     def cancel_order(self, order: WorkingOrder) -> CancelResult:
+        require_online(order.account)
         try:
             outcome, row = cancel(int(order.order_id))
         except PaperError as exc:
@@ -350,6 +357,7 @@ class PaperAdapter(BrokerAdapter):
                    *, global_scope: bool = False) -> CancelAllResult:
         """One transaction: every listed order still working is cancelled in one UPDATE;
         the others are reported as they are now (filled -> too late)."""
+        require_online(scope.account)
         ids = [int(o.order_id) for o in orders]
         results: list[CancelResult] = []
         now = timezone.now()
@@ -373,6 +381,8 @@ class PaperAdapter(BrokerAdapter):
         return CancelAllResult(results, global_cancel=global_scope)
 
     def settle(self, orders: list[WorkingOrder]) -> list[CancelResult]:
+        for account in {o.account for o in orders}:
+            require_online(account)
         rows = {str(o.pk): o for o in PaperOrder.objects.filter(pk__in=[int(x.order_id) for x in orders])}
         results = []
         for order in orders:
@@ -385,6 +395,7 @@ class PaperAdapter(BrokerAdapter):
         return results
 
     def close_position(self, position: Position, *, quantity: Decimal, client_ref: str) -> OrderState:
+        require_online(position.account)
         asset_class = position.instrument.kind
         if asset_class == AssetClass.FUND:
             raise Unclosable(f"{position.instrument.label}: fund shares are redeemed at the end-of-day NAV, "
@@ -401,10 +412,12 @@ class PaperAdapter(BrokerAdapter):
         return _state(order)
 
     def find_order(self, *, account: str, client_ref: str) -> OrderState | None:
+        require_online(account)
         order = PaperOrder.objects.filter(client_order_id=client_ref, account__code=account).first()
         return _state(order) if order else None
 
     def executions(self, *, account: str, since: datetime) -> list[Execution]:
+        require_online(account)
         fills = (PaperFill.objects.filter(order__account__code=account, created_at__gte=since)
                  .select_related("order").order_by("id"))
         return [Execution(account=account, instrument_key=instrument(f.order.symbol, f.order.asset_class).key,

@@ -37,6 +37,7 @@ STATUS_BY_CODE = {
     services.ControlDisabled.code: 403,
     services.CooldownActive.code: 409,
     services.ResumeRefused.code: 409,
+    "not_found": 404,  # a named thing that does not exist (a dead-man's switch)
     RateLimited.code: 429,
     services.DatabaseUnavailable.code: 503,
 }

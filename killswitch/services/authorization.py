@@ -27,6 +27,7 @@ PERMISSIONS = (VIEW, ACTIVATE, DEACTIVATE)
 ROLE_OF = {VIEW: "viewer", ACTIVATE: "trader", DEACTIVATE: "risk_officer"}
 
 CLI_PREFIX = "cli:"
+BREAKER_PREFIX = "breaker:"
 REDIS_CLI_ACTOR = "redis-cli"
 ANONYMOUS = "anonymous"
 
@@ -74,6 +75,8 @@ def lowering_refused_message(actor: Actor, scope: str, current: str, target: str
 def _system_grants(name: str) -> frozenset[str]:
     if name.startswith(CLI_PREFIX):
         return frozenset(PERMISSIONS)
+    if name.startswith(BREAKER_PREFIX):
+        return frozenset({ACTIVATE})
     if name == REDIS_CLI_ACTOR:
         from killswitch.policy import kill_switch_policy
 

@@ -35,7 +35,7 @@ from killswitch.models import Action, Event, Outcome, Scope, Source
 from killswitch.runtime import clock
 
 from .audit import record
-from .authorization import CLI_PREFIX, Actor
+from .authorization import BREAKER_PREFIX, CLI_PREFIX, Actor
 from .errors import DatabaseUnavailable
 from .refusals import MAX_REFUSED_REASON, as_typed
 
@@ -135,7 +135,11 @@ def _validated(item: Any) -> tuple[dict[str, Any] | None, str]:
             return None, "client_address is not an IP address"
     actor, user_id = item.get("actor") or "", item.get("actor_user_id")
     if user_id is None:
-        if not actor.startswith(CLI_PREFIX):
+        if actor.startswith(BREAKER_PREFIX):
+            # An automatic breaker's trip (killswitch.breakers): it may only activate.
+            if item.get("kind") == "activate" and item.get("source") != Source.AUTOMATIC:
+                return None, f"actor {actor[:40]!r} is a breaker, whose activations come from source automatic"
+        elif not actor.startswith(CLI_PREFIX):
             return None, f"actor {actor[:40]!r} is neither a user nor a cli: operator"
     elif not (isinstance(user_id, int) and get_user_model().objects.filter(pk=user_id, username=actor).exists()):
         return None, f"actor {actor[:40]!r} (user id {str(user_id)[:20]}) is not a user of this service"

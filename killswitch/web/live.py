@@ -18,6 +18,8 @@ What is pushed, by kind (each message `{"kind", "payload", "sent_at"}`):
   left, acknowledged a version or changed what it reports), with who joined and left;
 - `run`: one broker run with each order's outcome, pushed by the app that owns the
   runs (brokers/live.py) as the run progresses;
+- `breaker`: the breaker loop's readings (`{"breakers": [...]}`), when a state changes
+  and at most every second while figures move; the page redraws its Breakers panel;
 - `ping`: the reconciler's heartbeat (`heartbeat_sent`), the page's proof that the
   service is alive: no ping for a few seconds and the page says it may be stale.
 """
@@ -38,7 +40,7 @@ logger = logging.getLogger("killswitch")
 
 # Channel-layer group names allow letters, digits, "-", "_" and "." only.
 GROUP = "killswitch.events"
-KINDS = ("event", "run", "ack", "ping")
+KINDS = ("event", "run", "ack", "ping", "breaker")
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,7 +56,7 @@ def _jsonable(value: Any) -> Any:
 def push(kind: str, payload: dict[str, Any]) -> bool:
     """Send `payload` to every open Risk page as `{"kind": kind, "payload": ..., "sent_at": ...}`.
 
-    `kind` is one of event, run, ack, ping. Datetimes are sent as ISO strings.
+    `kind` is one of event, run, ack, ping, breaker (the breakers' readings). Datetimes are sent as ISO strings.
     Queued and sent in order from the after-commit lane (background.py); returns False when
     there is no channel layer or the push could not be queued; a failed send is logged
     there. Raises only ValueError for an unknown kind (a programming error).

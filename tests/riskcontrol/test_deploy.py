@@ -27,7 +27,8 @@ UNITS = ROOT / "deploy" / "systemd"
 
 UNIT_OF = {"web": "killswitch-web@.service", "notify-worker": "killswitch-notify-worker@.service",
            "reconciler": "killswitch-reconciler.service", "telegram": "killswitch-telegram.service",
-           "broker-worker": "killswitch-broker-worker@.service", "sweep": "killswitch-sweep.service"}
+           "broker-worker": "killswitch-broker-worker@.service", "sweep": "killswitch-sweep.service",
+           "breakers": "killswitch-breakers.service"}
 
 
 def test_the_procfile_and_the_units_start_exactly_the_registered_processes(settings):
@@ -62,7 +63,7 @@ def test_two_of_everything_under_honcho(tmp_path):
         env.pop(name, None)
     log = open(tmp_path / "honcho.log", "wb")
     honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "start",
-                               "-c", "broker-worker=2,reconciler=2,sweep=2"], cwd=ROOT, env=env, stdout=log,
+                               "-c", "broker-worker=2,reconciler=2,sweep=2,breakers=2"], cwd=ROOT, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     client = redis.Redis.from_url(server.url, decode_responses=True)
     try:
@@ -77,11 +78,12 @@ def test_two_of_everything_under_honcho(tmp_path):
 
         body = wait_for(ready, timeout=90, interval=0.5)
         assert body["components"]["reconciler"]["leader"]
-        leaders = {loop: client.get(KEY_PREFIX + loop) for loop in ("reconciler", "sweep")}
+        leaders = {loop: wait_for(lambda loop=loop: client.get(KEY_PREFIX + loop), timeout=30)
+                   for loop in ("reconciler", "sweep", "breakers")}
         assert all(leaders.values())  # one of the two of each leads ...
         out = (tmp_path / "honcho.log").read_text(errors="replace")
         for name in ("web.1", "notify-worker.1", "broker-worker.1", "broker-worker.2", "reconciler.1",
-                     "reconciler.2", "sweep.1", "sweep.2"):
+                     "reconciler.2", "sweep.1", "sweep.2", "breakers.1", "breakers.2"):
             assert f"{name} " in out  # ... and every process was started
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
@@ -91,8 +93,8 @@ def test_two_of_everything_under_honcho(tmp_path):
             os.killpg(honcho.pid, signal.SIGKILL)
             honcho.wait()
         log.close()
-    # A clean stop released both leases (followers elsewhere would take over at once).
-    assert client.get(KEY_PREFIX + "reconciler") is None and client.get(KEY_PREFIX + "sweep") is None
+    # A clean stop released every lease (followers elsewhere would take over at once).
+    assert [client.get(KEY_PREFIX + loop) for loop in ("reconciler", "sweep", "breakers")] == [None, None, None]
     server.cleanup()
 
 

@@ -3,7 +3,7 @@
 Split by concern: `session` (one API session, checked requests, pacing),
 `contracts` (IB contracts as instruments; the qualified contract a closing order
 goes on), `trades` (reads and closing orders), `cancels` (global and order-by-order
-cancels). Guarantees, in short:
+cancels), `figures` (the automatic breakers' inputs: P&L, priced positions, orders). Guarantees, in short:
 - every read is fresh and checked against the connection: a dropped session is
   "unknown", never "flat";
 - a closing order is a market order on the position's own contract, qualified by
@@ -20,11 +20,12 @@ from typing import Any
 from ...config import IBConnection
 from ..base import BrokerAdapter
 from .cancels import CancelMixin
+from .figures import FiguresMixin
 from .session import SessionMixin
 from .trades import TradesMixin
 
 
-class IBAdapter(TradesMixin, CancelMixin, SessionMixin, BrokerAdapter):
+class IBAdapter(FiguresMixin, TradesMixin, CancelMixin, SessionMixin, BrokerAdapter):
     """One API session to one TWS / IB Gateway (opened on first use, closed by close())."""
 
     kind = "ib"

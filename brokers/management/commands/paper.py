@@ -11,6 +11,8 @@
     paper position DU111111 AAPL -50 --cost 191  overwrite a position
     paper orders [--account A] [--status working] [--json]
     paper positions [--account A] [--json]
+    paper offline DU111111                       the account's broker connection goes down
+    paper online DU111111                        ... and comes back
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from brokers import demo, selectors
 from brokers.adapters import paper
+from brokers.adapters.base import BrokerError
+from brokers.adapters.paper_figures import set_offline
 from brokers.selectors import plain as _n
 from killswitch.cli._common import table
 
@@ -34,7 +38,8 @@ def _order_dict(o) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Drive the paper broker: seed, account, price, place, fill, cancel, position, orders, positions."
+    help = ("Drive the paper broker: seed, account, price, place, fill, cancel, position, orders, positions, "
+            "offline, online.")
     requires_system_checks: list[str] = []  # as `killswitch`: output for people, no deployment warnings
 
     def add_arguments(self, parser) -> None:
@@ -70,6 +75,9 @@ class Command(BaseCommand):
         p.add_argument("quantity")
         p.add_argument("--cost", default="0")
         p.add_argument("--asset-class", dest="asset_class", default="stock")
+        for name, what in (("offline", "take the account's broker connection down (every read and order "
+                                        "is refused until `paper online`)"), ("online", "bring it back")):
+            sub.add_parser(name, help=what).add_argument("account")
         for name in ("orders", "positions"):
             p = sub.add_parser(name, help=f"list {name}")
             p.add_argument("--account")
@@ -82,6 +90,15 @@ class Command(BaseCommand):
             getattr(self, f"do_{o['sub']}")(o)
         except paper.PaperError as exc:
             raise CommandError(str(exc)) from None
+        except BrokerError as exc:
+            raise CommandError(exc.message) from None
+
+    def do_offline(self, o) -> None:
+        account = set_offline(o["account"], True)
+        self.stdout.write(f"{account.code} offline since {account.offline_since:%H:%M:%S} UTC")
+
+    def do_online(self, o) -> None:
+        self.stdout.write(f"{set_offline(o['account'], False).code} online")
 
     def do_seed(self, o) -> None:
         counts = demo.seed_demo_data()
