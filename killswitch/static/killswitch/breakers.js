@@ -67,11 +67,12 @@
         h('td', { 'class': 'last-trip', text: lastTrip(r) }),
       ]);
     });
-    box.appendChild(h('table', { 'class': 'risk-table', id: 'breakers-table' }, [
+    // Scrolls sideways on its own on a phone, as the other tables (the page never does).
+    box.appendChild(h('div', { 'class': 'risk-scroll' }, [h('table', { 'class': 'risk-table', id: 'breakers-table' }, [
       h('thead', null, [h('tr', null, ['Breaker', 'Kind', 'Scope', 'Trips to', 'State', 'Figure now', 'Limit', 'Last trip']
         .map(function (t) { return h('th', { text: t }); }))]),
       h('tbody', null, rows),
-    ]));
+    ])]));
     panel.rows.forEach(function (r) {
       if (r.state === 'tripped' && !page.shown[r.name]) { page.shown[r.name] = Date.now(); }
     });
