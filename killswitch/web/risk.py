@@ -56,10 +56,21 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
+def resume_requests(user: Any) -> list[dict[str, Any]]:
+    """The open resume requests, JSON-ready, each saying whether `user` made it (the
+    requester cannot approve it: the page shows them "waiting" instead of Approve)."""
+    from killswitch.services.resumes import open_requests
+
+    return [{**r, "requested_at": _iso(r["requested_at"]), "expires_at": _iso(r["expires_at"]),
+             "yours": r["requested_by"] == user.get_username()} for r in open_requests()]
+
+
 def page_state(request: HttpRequest) -> dict[str, Any]:
     """Everything the Risk page draws, JSON-ready. The page re-reads it on (re)connect."""
     user = request.user
     return {
+        "resume_requests": resume_requests(user),
+        "resume_approvals": kill_switch_policy().resume_approvals,
         "server_now": clock.now().isoformat(),
         "version": state_version(),
         "scopes": scope_rows(),
@@ -100,6 +111,7 @@ def risk_page(request: HttpRequest, site: Any) -> TemplateResponse:
             "state_url": reverse("admin:killswitch_risk_state"),
             "activate_url": reverse("admin:killswitch_risk_activate"),
             "resume_url": reverse("admin:killswitch_risk_resume"),
+            "open_url": reverse("admin:killswitch_risk_open"),
             "history_url": reverse("admin:killswitch_event_changelist"),
             "cooldown_minutes": policy.cooldown_minutes,
             "default_level": policy.default_level,
@@ -127,7 +139,24 @@ def risk_state(request: HttpRequest, site: Any) -> JsonResponse:
     return JsonResponse(page_state(request))
 
 
-def _answer(request: HttpRequest, *, ok: bool, message: str, status: int = 200, changed: bool = True,
+@require_GET
+def risk_open(request: HttpRequest, site: Any) -> JsonResponse:
+    """What is still open in ?scope= (the Resume dialog shows it before the confirmation)."""
+    _require_view(request)
+    try:
+        ref = L.ScopeRef.parse(request.GET.get("scope", "global"))
+    except ValueError as error:
+        return JsonResponse({"ok": False, "error": str(error)}, status=400)
+    return JsonResponse({"ok": True, "scope": str(ref), "open": _still_open(ref)})
+
+
+def _still_open(ref: L.ScopeRef) -> dict[str, Any]:
+    from killswitch.selectors import open_in_scope
+
+    return open_in_scope(ref)
+
+
+def _answer(request: HttpRequest, /, *, ok: bool, message: str, status: int = 200, changed: bool = True,
             warnings: tuple[str, ...] | list[str] = (), **extra: Any) -> HttpResponse:
     """The page's answer: JSON for the page's script, else a message and a redirect. A
     change is a success, a request that changed nothing (already at that level)
@@ -197,8 +226,10 @@ def risk_resume(request: HttpRequest, site: Any) -> HttpResponse:
                                      client_address=client_address(request))
     except services.KillSwitchError as error:
         return _refused(request, error)
+    still_open = _still_open(L.ScopeRef.parse(result.scope))  # as every resume answer (api/shapes.py)
     if isinstance(result, services.ResumeRequested):  # a second risk officer must approve
         return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
-                       changed=False, request=result.request_id, seq=result.seq, status=202)
+                       changed=False, request=result.request_id, seq=result.seq, status=202,
+                       requested=True, expires_at=_iso(result.expires_at), open=still_open)
     return _answer(request, ok=True, message=result.message, scope=result.scope, level=result.level,
-                   changed=result.changed, version=result.version, seq=result.seq)
+                   changed=result.changed, version=result.version, seq=result.seq, open=still_open)

@@ -36,6 +36,8 @@ class RiskAdminSite(admin.AdminSite):
                  name="killswitch_risk_state"),
             path("risk/activate/", self.admin_view(partial(risk_views.risk_activate, site=self)),
                  name="killswitch_risk_activate"),
+            path("risk/open.json", self.admin_view(partial(risk_views.risk_open, site=self)),
+                 name="killswitch_risk_open"),
             path("risk/resume/", self.admin_view(partial(risk_views.risk_resume, site=self)),
                  name="killswitch_risk_resume"),
         ]

@@ -96,7 +96,7 @@
       .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.json(); })
       .then(function (fresh) {
         KS.skewMs = Date.parse(fresh.server_now) - Date.now();
-        ['scopes', 'history', 'version', 'clients', 'runs', 'suggestions'].forEach(function (k) { state[k] = fresh[k]; });
+        ['scopes', 'history', 'version', 'clients', 'runs', 'suggestions', 'resume_requests', 'resume_approvals'].forEach(function (k) { state[k] = fresh[k]; });
         state.history.forEach(function (e) {
           lastSeq = Math.max(lastSeq, e.seq);
           if (!page.shown[e.seq]) { page.shown[e.seq] = Date.now(); }
@@ -129,6 +129,7 @@
                e.actor + ' via ' + e.source + (e.reason ? ': ' + e.reason : ''), e.new_level === 'running' ? 'ok' : 'error');
     }
     if (gap) { resyncSoon(); }
+    if (KS.afterEvent) { KS.afterEvent(e); }  // e.g. risk-resume.js: the resume requests
   }
 
   function onRun(payload) {

@@ -74,7 +74,12 @@
           warnings = ['The database is unavailable: applied in Redis (every trading process obeys); the audit ' +
                       'event is written when the database is back.'].concat(warnings);
         }
-        KS.flash(answer.message, warnings.length ? 'warning' : (answer.changed ? 'ok' : 'info'), warnings);
+        var kind = warnings.length ? 'warning' : (answer.changed ? 'ok' : 'info');
+        if (answer.open && KS.openLines) {  // a resume's answer: what trading meets (risk-resume.js)
+          warnings = warnings.concat(['Still open in ' + answer.scope + ': ' + KS.openLines(answer.open).join('; ')]);
+        }
+        KS.flash(answer.message, kind, warnings);
+        if (answer.requested && KS.resync) { KS.resync(); }  // the new request shows in its panel
         if (!KS.page.connected) { KS.resync(); }
       } else {
         errorBox.hidden = false;

@@ -84,22 +84,18 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
-    """A real daphne (the production ASGI app + static files) on the test database.
-
-    Tests that use it must be transactional so that what they write is committed and
-    visible to the server process.
-    """
+def start_daphne(django_db_blocker, tmp_path_factory, **env: str) -> Iterator[str]:
+    """A real daphne (the production ASGI app + static files) on the test database, with
+    `env` over the test's environment (e.g. RISK_LIMITS_PATH for another policy)."""
     port = free_port()
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     with django_db_blocker.unblock():
-        env = _child_env()
+        child = _child_env(**env)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "riskcontrol.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=child, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -114,8 +110,20 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
                 _stop(process)
                 raise RuntimeError(f"daphne did not answer within 30 s:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.1)
-    yield url
-    _stop(process)
+    try:
+        yield url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
+    """daphne on the test database and the shipped policy.
+
+    Tests that use it must be transactional so that what they write is committed and
+    visible to the server process.
+    """
+    yield from start_daphne(django_db_blocker, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
