@@ -58,6 +58,18 @@ def resumed(result: Any) -> dict[str, Any]:
     }
 
 
+def countdown_seconds(left: float) -> int:
+    """A cooldown's seconds remaining as the status shows them (whole seconds, rounded up)."""
+    return int(left + 0.999)
+
+
+def exact_for(left: float) -> float:
+    """How long a scope's countdown stays as shown, `left` seconds before its end: the
+    answer shows countdown_seconds(left) and cooldown_until while left > 0; the first
+    changes when left + 0.999 crosses a whole number, the second at 0."""
+    return min((left + 0.999) % 1.0 or 1.0, left) if left > 0 else math.inf
+
+
 def status() -> dict[str, Any]:
     """Every scope's level, reason, since, cooldown and version, and the global level."""
     return status_and_freshness()[0]
@@ -66,18 +78,19 @@ def status() -> dict[str, Any]:
 def status_and_freshness() -> tuple[dict[str, Any], float]:
     """The status and how many seconds it stays exactly what a new read would answer
     while nothing changes (a cooldown's whole seconds remaining tick; math.inf when no
-    scope is in a cooldown). The status read's replay uses it
+    scope is in a cooldown)."""
+    body, fresh, _ = status_freshness_and_cooldowns()
+    return body, fresh
+
+
+def status_freshness_and_cooldowns() -> tuple[dict[str, Any], float, list[tuple[int, float]]]:
+    """status_and_freshness, and (index in "scopes", end as a timestamp) of every scope
+    counting down: the status read's replay redraws those countdowns itself
     (riskcontrol/performance/replay.py)."""
     version, states = selectors.status()
     policy = kill_switch_policy()
     glob = states[0]
-    fresh = math.inf
-    for s in states:
-        left = s.cooldown_remaining_seconds
-        if left > 0:
-            # The answer shows int(left + 0.999) and cooldown_until while left > 0: the
-            # first changes when left + 0.999 crosses a whole number, the second at 0.
-            fresh = min(fresh, (left + 0.999) % 1.0 or 1.0, left)
+    fresh = min((exact_for(s.cooldown_remaining_seconds) for s in states), default=math.inf)
     return {
         "level": glob.level,
         "active": glob.level != L.RUNNING,
@@ -88,10 +101,11 @@ def status_and_freshness() -> tuple[dict[str, Any], float]:
             "scope": s.scope, "kind": s.kind, "key": s.key, "level": s.level, "reason": s.reason,
             "actor": s.actor, "source": s.source, "since": zulu(s.since),
             "cooldown_until": zulu(s.cooldown_until) if s.cooldown_remaining_seconds > 0 else None,
-            "cooldown_remaining_seconds": int(s.cooldown_remaining_seconds + 0.999),
+            "cooldown_remaining_seconds": countdown_seconds(s.cooldown_remaining_seconds),
             "version": s.version,
         } for s in states],
-    }, fresh
+    }, fresh, [(i, s.cooldown_until.timestamp()) for i, s in enumerate(states)
+               if s.cooldown_remaining_seconds > 0 and s.cooldown_until is not None]
 
 
 def event(e: Any) -> dict[str, Any]:

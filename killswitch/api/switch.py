@@ -128,8 +128,10 @@ class KillSwitchApi(KillSwitchView):
         responses={200: StatusSerializer, **READ_ERRORS},
     )
     def get(self, request) -> Response:
-        body, fresh = shapes.status_and_freshness()
+        body, fresh, cooldowns = shapes.status_freshness_and_cooldowns()
         response = Response(body)
+        if cooldowns:  # read and removed by the replay (it redraws the countdowns itself)
+            response[replay.COOLDOWNS_HEADER] = replay.cooldowns_header_value(cooldowns)
         # For the replay of this read on the server's event loop (riskcontrol/performance/replay.py).
         response[replay.VERSION_HEADER] = str(body["version"])
         response[replay.FRESH_HEADER] = replay.fresh_header_value(fresh)

@@ -10,8 +10,14 @@ one activation every 100 ms from another process; every variant in the same run)
   and a new thread per request);
 - `admission.ReadsYieldToWrites`: while an activation is inside the process no
   further read enters; at most two reads are inside at once;
+- `replay.StatusReplay`: the status read answered on the event loop with Django's last
+  answer while Redis' state version says nothing changed, to a token Django authorized
+  for reads lately; pollers share one Redis read, wait for one answer from Django after
+  a change, and see their countdowns redrawn (`countdowns`) rather than re-asked;
+- `handler._Workers`: writes run on their own `KILLSWITCH_HTTP_WRITE_THREADS` (2)
+  threads, so an activation never queues behind reads for a thread;
 - `caches.read_auth_cache`: a token's lookup and roles kept 2 s for reads (never for
-  writes);
+  writes; the replay relies on it too);
 - `caches.KeyedRows` (selectors.scopes.status): the status rows kept per process under
   (state version, highest scope id, scope count), one small query per read.
 

@@ -50,7 +50,9 @@ from typing import Any
 from django.conf import settings
 from killswitch_client.contract import KEY_STATE as _KEY_STATE
 
+from . import countdowns
 from .caches import read_auth_cache
+from .countdowns import COOLDOWNS_HEADER, cooldowns_header_value  # noqa: F401 - the view sets it
 
 logger = logging.getLogger("killswitch")
 
@@ -66,6 +68,8 @@ MAX_KEPT = 16
 #: A Redis that failed is not asked again for this long (Django answers meanwhile).
 REDIS_BACKOFF_SECONDS = 2.0
 REDIS_TIMEOUT_SECONDS = 0.25
+#: A request that finds another of its form with Django waits this long for that answer.
+FETCH_WAIT_SECONDS = 5.0
 
 
 def fresh_header_value(seconds: float) -> str:
@@ -79,6 +83,14 @@ class _Kept:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    recipe: countdowns.Recipe | None = None  # how to redraw its countdowns once expired
+
+    def redrawn(self, now: float) -> _Kept:
+        body, fresh, recipe = countdowns.redraw(self.recipe, now)
+        headers = tuple((name, str(len(body)).encode() if name.lower() == b"content-length"
+                         else fresh_header_value(fresh).encode() if name.lower() == _FRESH else value)
+                        for name, value in self.headers)
+        return _Kept(self.version, now + fresh, self.status, headers, body, recipe)
 
 
 class _SharedRead:
@@ -130,6 +142,7 @@ class StatusReplay:
         self._min_version = 0
         self._path: str | None = None
         self._redis_down_until = 0.0
+        self._fetching: dict[tuple, asyncio.Future] = {}  # request form -> its answer from Django, awaited
         self._reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedRead] = (
             weakref.WeakKeyDictionary())
         # One Redis client per event loop and target (a server has one loop).
@@ -148,24 +161,51 @@ class StatusReplay:
             self._min_version = max(self._min_version, version)
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope.get("type") != "http" or scope.get("method") != "GET" or scope.get("query_string")
-                or not getattr(settings, "KILLSWITCH_STATUS_REPLAY", True) or scope.get("path") != self.path()):
+        if scope.get("type") != "http" or scope.get("path") != self.path():
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())  # the last of a repeated header, as Django's META
-        if b"cookie" in headers:
-            await self.app(scope, receive, send)
+        if (scope.get("method") != "GET" or scope.get("query_string") or b"cookie" in headers
+                or not getattr(settings, "KILLSWITCH_STATUS_REPLAY", True)):
+            await self.app(scope, receive, _without_cooldowns(send))
             return
         same = (scope.get("scheme"), *(headers.get(name) for name in _SAME_REQUEST))
-        kept = self._kept.get(same)
-        if kept is not None and _now() < kept.expires and _may_read(headers.get(b"authorization")):
-            version = await self._published_version()
-            if version is not None and version == kept.version:
-                self.replayed += 1
-                await send({"type": "http.response.start", "status": kept.status, "headers": kept.headers})
-                await send({"type": "http.response.body", "body": kept.body})
+        if _may_read(headers.get(b"authorization")):
+            if await self._replayed(same, send):
                 return
+            fetching = self._fetching.get(same)
+            if fetching is not None:
+                # Another request of this form is with Django (the state just changed, or
+                # this process started): its answer, checked like any, serves this one too,
+                # rather than 200 pollers each asking Django at once.
+                try:
+                    await asyncio.wait_for(asyncio.shield(fetching), FETCH_WAIT_SECONDS)
+                except TimeoutError:
+                    pass
+                if await self._replayed(same, send):
+                    return
         await self._answer_and_keep(scope, receive, send, same)
+
+    async def _replayed(self, same: tuple, send) -> bool:
+        """Replay the kept answer of this form if Redis' version, read after the request
+        arrived, is still its version; its countdowns redrawn when they have moved."""
+        if same not in self._kept:
+            return False
+        version = await self._published_version()
+        kept = self._kept.get(same)  # what is kept now, after the read
+        if kept is None or version is None or version != kept.version:
+            return False
+        now = _now()
+        if now >= kept.expires:
+            if kept.recipe is None:
+                return False
+            generation, kept = self._generation, kept.redrawn(now)
+            if generation == self._generation and self._kept.get(same) is not None:
+                self._kept = {**self._kept, same: kept}
+        self.replayed += 1
+        await send({"type": "http.response.start", "status": kept.status, "headers": kept.headers})
+        await send({"type": "http.response.body", "body": kept.body})
+        return True
 
     def path(self) -> str:
         if self._path is None:
@@ -175,6 +215,17 @@ class StatusReplay:
         return self._path
 
     async def _answer_and_keep(self, scope, receive, send, same: tuple) -> None:
+        fetching = None
+        if same not in self._fetching:
+            fetching = self._fetching[same] = asyncio.get_running_loop().create_future()
+        try:
+            await self._answer(scope, receive, send, same)
+        finally:
+            if fetching is not None:
+                del self._fetching[same]
+                fetching.set_result(None)
+
+    async def _answer(self, scope, receive, send, same: tuple) -> None:
         generation = self._generation
         started = _now()
         start: dict[str, Any] = {}
@@ -182,7 +233,9 @@ class StatusReplay:
 
         async def keeping_send(message) -> None:
             if message["type"] == "http.response.start":
-                start.update(message)
+                headers, cooldowns = countdowns.take_header(tuple(message.get("headers") or ()))
+                message = {**message, "headers": headers}
+                start.update(message, cooldowns=cooldowns)
             elif message["type"] == "http.response.body":
                 body.append(message.get("body", b""))
             await send(message)
@@ -190,7 +243,7 @@ class StatusReplay:
         await self.app(scope, receive, keeping_send)
         if start.get("status") != 200 or generation != self._generation:
             return
-        headers = tuple(start.get("headers") or ())
+        headers = start["headers"]
         named = {name.lower(): value for name, value in headers}
         if _FRESH not in named or _VERSION not in named or b"set-cookie" in named:
             return
@@ -201,8 +254,10 @@ class StatusReplay:
             return
         if version < self._min_version:
             return
+        content = b"".join(body)
+        recipe = countdowns.recipe_for(content, start["cooldowns"])
         kept = dict(self._kept) if len(self._kept) < MAX_KEPT else {}
-        kept[same] = _Kept(version, started + fresh_for, 200, headers, b"".join(body))
+        kept[same] = _Kept(version, started + fresh_for, 200, headers, content, recipe)
         if generation == self._generation and version >= self._min_version:
             self._kept = kept
 
@@ -238,6 +293,17 @@ class StatusReplay:
                 socket_timeout=REDIS_TIMEOUT_SECONDS)
             self._clients[loop] = kept = (target, client)
         return kept[1]
+
+
+def _without_cooldowns(send):
+    """`send`, taking the view's COOLDOWNS_HEADER off the answer (it never leaves the server)."""
+
+    async def sending(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": countdowns.take_header(tuple(message.get("headers") or ()))[0]}
+        await send(message)
+
+    return sending
 
 
 def _now() -> float:

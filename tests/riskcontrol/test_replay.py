@@ -20,6 +20,7 @@ from killswitch.services.tokens import issue_token
 from riskcontrol.performance.caches import read_auth_cache
 from riskcontrol.performance.handler import OneHopASGIHandler
 from riskcontrol.performance.replay import (
+    COOLDOWNS_HEADER,
     FRESH_HEADER,
     VERSION_HEADER,
     StatusReplay,
@@ -157,6 +158,16 @@ async def test_many_pollers_share_one_read_of_redis(stack, viewer_token, redis_c
     assert hgets() - before < 20  # one read per batch of waiters, not one per request
 
 
+async def test_after_a_change_the_pollers_wait_for_one_answer_from_django(stack, viewer_token, trader):
+    replay, django = stack
+    await get(replay, token=viewer_token)
+    await sync_to_async(services.activate)(scope="global", level="halt", reason="crash", actor=trader,
+                                           source="api")
+    answers = await asyncio.gather(*(get(replay, token=viewer_token) for _ in range(50)))
+    assert {json.loads(a[2])["level"] for a in answers} == {L.HALT}
+    assert django.calls == 2 and replay.replayed == 49  # one went to Django, its answer served the rest
+
+
 async def test_a_shared_read_is_never_one_that_began_before_the_caller():
     values = iter(range(1, 100))
     reading = asyncio.Event()
@@ -200,19 +211,28 @@ async def test_other_forms_of_the_request_go_to_django(stack, viewer_token):
     assert replay.replayed == 0 and django.calls == 6
 
 
-async def test_a_countdown_is_never_replayed_past_its_second(stack, viewer_token, trader):
+async def test_a_countdown_is_redrawn_exactly_as_django_would_answer(stack, viewer_token, trader, set_policy):
     replay, django = stack
-    await sync_to_async(services.activate)(scope="account:DU1", level="halt", reason="r", actor=trader,
-                                           source="api")
+    set_policy(cooldown_minutes=0.05)  # 3 s
+    for scope in ("account:DU1", "strategy:momo"):
+        await sync_to_async(services.activate)(scope=scope, level="halt", reason="r", actor=trader, source="api")
+        clock.advance(seconds=0.4)
     status, headers, body = await get(replay, token=viewer_token)
     fresh = int(headers[FRESH_HEADER.lower().encode()])
-    assert status == 200 and 0 <= fresh <= 1000
-    before = next(s for s in json.loads(body)["scopes"] if s["scope"] == "account:DU1")
-    clock.advance(seconds=1.0)
-    _, _, body = await get(replay, token=viewer_token)
-    after = next(s for s in json.loads(body)["scopes"] if s["scope"] == "account:DU1")
-    assert django.calls == 2 and replay.replayed == 0
-    assert after["cooldown_remaining_seconds"] < before["cooldown_remaining_seconds"]
+    assert status == 200 and 0 <= fresh <= 1000 and django.calls == 1
+    assert COOLDOWNS_HEADER.lower().encode() not in headers  # internal: never leaves the server
+    for step in (1.0, 0.3, 1.0, 2.0):  # every second ticks; then one countdown ends, then both
+        clock.advance(seconds=step)
+        replayed = await get(replay, token=viewer_token)
+        calls = django.calls
+        fresh_from_django = await get(django.django, token=viewer_token)  # Django itself, same moment
+        assert replayed[2] == fresh_from_django[2] and django.calls == calls
+        assert replayed[1][b"content-length"] == fresh_from_django[1][b"content-length"]
+    assert django.calls == 1 and replay.replayed == 4
+    ended = [s for s in json.loads(replayed[2])["scopes"] if s["scope"] != "global"]
+    assert [(s["cooldown_until"], s["cooldown_remaining_seconds"]) for s in ended] == [(None, 0), (None, 0)]
+    before = [s for s in json.loads(body)["scopes"] if s["scope"] != "global"]
+    assert all(s["cooldown_remaining_seconds"] > 0 and s["cooldown_until"] for s in before)
 
 
 async def test_redis_down_means_django_answers_from_the_database(stack, viewer_token, settings):
