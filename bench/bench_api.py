@@ -148,6 +148,10 @@ def _serve_and_measure(args, reader_token: str, trader_token: str, work: Path, w
         tag = (without or "full").replace("-", "").upper()
         # Baseline: the same activations with no readers (the cost of the write itself:
         # SQLite commit, audit chain, Redis publish, signal receivers).
+        # Warm-up, not measured: the first activations of a process load what the path
+        # imports lazily and open its connections (the first took 30-45 ms on PostgreSQL).
+        _activator(port, trader_token, 5, 0.1, 0.0, queue, f"WARM{tag}")
+        queue.get(timeout=60)
         _activator(port, trader_token, args.activations // 2, 0.1, 0.0, queue, f"IDLE{tag}")
         idle, idle_failures = queue.get(timeout=60)
         activator = multiprocessing.Process(

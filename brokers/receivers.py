@@ -36,7 +36,7 @@ def start_runs(sender, event, changed: bool, **kwargs) -> None:
     if not started:
         return
     logger.info("started %s broker run(s) for event #%s", len(started), event.seq,
-                extra={"seq": event.seq, "runs": [r.pk for r in started]})
+                extra={"seq": event.seq, "runs": started})
 
 
 event_recorded.connect(create_runs, dispatch_uid="brokers.create_runs")

@@ -20,7 +20,7 @@ from killswitch.runtime import background
 from ..adapters import broker_of
 from ..adapters.base import BrokerError, BrokerScope
 from ..config import brokers_config
-from ..models import BrokerRun, RunKind
+from ..models import TERMINAL_STATES, BrokerRun, RunKind
 
 logger = logging.getLogger("brokers")
 
@@ -96,21 +96,24 @@ def start_runs_for_event(*, event: Event) -> list[BrokerRun]:
     return runs
 
 
-def dispatch_runs_for_event(*, event: Event) -> list[BrokerRun]:
+def dispatch_runs_for_event(*, event: Event) -> list[int]:
     """After commit: hand the event's runs, created in its transaction, to the workers.
 
     The Celery messages go out from the after-commit lane (killswitch.runtime.background), so
     the activation answers without waiting for them; the runs are already committed,
     and a message lost with its process is re-sent by the sweep once the run is
     overdue. If the runs are missing (the in-transaction receiver failed), they are
-    created here and enqueued at once."""
-    runs = list(BrokerRun.objects.filter(kind=RunKind.SWITCH, event_seq=event.seq))
+    created here and enqueued at once. Returns the runs' ids.
+
+    Reads ids and states only: this runs in the activation's answer, and building the
+    full rows (their actions and notes) cost as much as the rest of the after-commit work."""
+    runs = list(BrokerRun.objects.filter(kind=RunKind.SWITCH, event_seq=event.seq).values_list("pk", "state"))
     if not runs:
-        return start_runs_for_event(event=event)
-    due = [run.pk for run in runs if not run.finished]  # due_at was set when they were created
+        return [run.pk for run in start_runs_for_event(event=event)]
+    due = [pk for pk, state in runs if state not in TERMINAL_STATES]  # due_at was set when they were created
     if due:
         background.dispatch.submit(_publish_runs, due)
-    return runs
+    return [pk for pk, _ in runs]
 
 
 def _publish_runs(run_ids: list[int]) -> None:
