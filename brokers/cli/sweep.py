@@ -53,7 +53,7 @@ def run(options, out, err, stop: threading.Event | None = None) -> int:
 
     def one_pass() -> None:
         try:
-            report = sweep_once(adapters=adapters)
+            report = sweep_once(adapters=adapters, still_leading=lease.renew)
         except Exception:  # a database hiccup must not end the backstop
             logger.exception("sweep pass failed")
             return

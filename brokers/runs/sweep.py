@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -61,7 +62,8 @@ def ensure_runs_for_missed_events() -> list[BrokerRun]:
     return started
 
 
-def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepReport:
+def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None,
+               still_leading: Callable[[], bool] | None = None) -> SweepReport:
     """One pass: in every account, cancel the working orders whose level in force is
     halt or kill (an order placed anyway, or a run no live worker holds), recorded as
     a sweep run; end runs whose scope was lifted (superseded); re-enqueue runs nobody
@@ -71,7 +73,9 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
     Elsewhere the sweep takes the unfinished runs' leases for the moment it cancels,
     so a worker arriving meanwhile waits seconds instead of cancelling the same orders.
     `adapters` caches one adapter per broker session across passes (the loop keeps
-    its IB sessions open; accounts of one IB connection share one).
+    its IB sessions open; accounts of one IB connection share one). `still_leading`
+    (the loop's `lease.renew`) is asked right before each cancel: a sweep frozen in the
+    middle of a pass and woken after another took over stops there, cancelling nothing.
     """
     adapters = {} if adapters is None else adapters
     report = SweepReport([], [], [])
@@ -97,6 +101,10 @@ def sweep_once(*, adapters: dict[str, BrokerAdapter] | None = None) -> SweepRepo
                 if level in BROKER_LEVELS:
                     groups.setdefault((scope, level), []).append(order)
             for (scope_label, level), found in groups.items():
+                if still_leading is not None and not still_leading():
+                    report.errors.append(f"{account}: no longer leading (the sweep lease is another's): "
+                                         f"{len(found)} order(s) left to the leader")
+                    return report
                 report.runs.append(_sweep_run(adapter, account, scope_label, level, found))
         except BrokerError as exc:
             broken = adapters.pop(session_key(account), None)

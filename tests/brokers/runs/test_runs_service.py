@@ -177,6 +177,24 @@ def test_sweep_cancels_an_order_placed_in_a_halted_scope_and_records_it():
     assert f"sweep run {sweep.pk}" in out.getvalue()
 
 
+def test_a_sweep_that_lost_its_lease_cancels_nothing():
+    # A sweep frozen mid-pass (SIGSTOP) and woken after another one took over: its pass
+    # checks the lease right before it cancels, and leaves the orders to the leader.
+    activate("account:DU111111", "halt")
+    [run] = BrokerRun.objects.all()
+    broker_runs.execute_run(run_id=run.pk)
+    rogue = paper.place_order(account="DU111111", symbol="AAPL", side="BUY", quantity=5, limit_price=150,
+                              strategy="rogue")
+    checks = []
+    report = broker_runs.sweep_once(still_leading=lambda: checks.append(1) or False)
+    assert checks and report.runs == [] and PaperOrder.objects.get(pk=rogue.pk).status == "working"
+    assert any("no longer leading" in e for e in report.errors)
+    assert not BrokerRun.objects.filter(kind=RunKind.SWEEP).exists()
+    report = broker_runs.sweep_once(still_leading=lambda: True)
+    assert [r.state for r in report.runs] == ["completed"]
+    assert PaperOrder.objects.get(pk=rogue.pk).status == "cancelled"
+
+
 def test_sweep_resumes_a_run_whose_message_was_lost(monkeypatch):
     enqueued: list[int] = []
     monkeypatch.setattr(planning, "enqueue_run", lambda *, run_id, countdown=0: enqueued.append(run_id))
