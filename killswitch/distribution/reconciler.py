@@ -86,9 +86,11 @@ class Reconciler:
         view = P.read_view()
         snap = self._trusted(P.take_snapshot())
         decision = decide(snap, view)
-        if decision.do is not Do.NOTHING and self.lease is not None and not self.lease.renew():
+        if not self._still_leading():
             # Frozen after the round began (SIGSTOP) and a follower took over: what this
-            # round saw is stale and the new leader acts on it.
+            # round saw is stale and the new leader acts on it (no act, no heartbeat, no
+            # alert from here). Disagreements are timed afresh when it leads again.
+            self._disagreeing = {}
             return self._done(NOT_LEADER)
         outcome = self._act(decision, view, snap)
         now = time.monotonic()
@@ -178,6 +180,10 @@ class Reconciler:
             P.rebuild_log()
         return str(decision.case)
 
+    def _still_leading(self) -> bool:
+        """Asked right before a write: the lease is still this process' (renewed)."""
+        return self.lease is None or self.lease.renew()
+
     def _watch_disagreements(self, now: float, snap: P.Snapshot) -> None:
         """A process that reports another level than the service gives it for longer than
         ack_timeout_seconds (a forged message it believed, a stale heartbeat, a bug) is an
@@ -190,7 +196,7 @@ class Reconciler:
             since = self._disagreeing.get(row.client_id, now)
             current[row.client_id] = since
             finding = ("client", row.client_id, row.level_seen, expected)
-            if now - since > timeout and finding not in self._reported:
+            if now - since > timeout and finding not in self._reported and self._still_leading():
                 self._reported.add(finding)
                 cause = f" (cause {row.cause})" if row.cause else ""
                 services.record_alert(

@@ -244,3 +244,24 @@ def test_a_process_that_reads_another_level_than_the_service_gives_it_is_an_aler
         report("running")
         _time.sleep(0.1)
     assert len(_events(action="alert", detail__contains="momo-1")) == 1  # once per disagreement
+
+
+def test_a_round_after_the_lease_was_lost_writes_nothing(redis_client, trader):
+    # A leader frozen (SIGSTOP) after its round began and woken once a follower took the
+    # lease: the round it resumes acts on nothing, publishes no heartbeat, alerts nothing.
+    from killswitch.distribution.reconciler import NOT_LEADER, Reconciler
+    from killswitch.runtime.leadership import KEY_PREFIX, Lease
+
+    reconciler = Reconciler(interval=0.05)
+    assert reconciler.run_once()  # the first round restores the empty Redis
+    reconciler.lease = Lease("reconciler-test", ttl=5)
+    assert reconciler.lease.hold()
+    redis_client.set(KEY_PREFIX + "reconciler-test", "other-host:1:abc")  # the follower took over
+    redis_client.delete("killswitch:heartbeat")
+    before = Event.objects.count()
+    assert reconciler.run_once() == NOT_LEADER  # nothing to decide: still no heartbeat from it
+    assert redis_client.get("killswitch:heartbeat") is None
+    redis_client.set("trading_switch", "kill")
+    assert reconciler.run_once() == NOT_LEADER
+    assert Event.objects.count() == before and redis_client.get("killswitch:heartbeat") is None
+    assert Scope.objects.get(kind="global").level == "running"
