@@ -186,6 +186,13 @@ def ingest_acknowledgements() -> int:
             newest[cid] = fields["registration"]
             gone.discard(cid)
     ack_client_ids = {fields.get("client_id", "") for _, fields in acks} - {""}
+    if not (newest or gone or acks) and not TradingClient.objects.filter(
+            disconnected_at__isnull=True, last_seen_at__lt=now - CONNECTED_WITHIN).exists():
+        # Nothing to write: no write transaction (on SQLite it takes the one write lock
+        # every writer, an activation too, would wait for, at every reconciler round).
+        _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
+        _update_propagation(now)
+        return 0
     with transaction.atomic():
         clients, joined, updated = _upsert_clients(newest, now)
         leaving = TradingClient.objects.filter(disconnected_at__isnull=True).filter(
