@@ -241,11 +241,19 @@ def _wait_audited(level: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the Redis-path {level} was not audited within {timeout}s")
 
 
+def _bench_actor():
+    # The operator's CLI identity (a trusted system actor): a bare name would be read as a
+    # user without roles and refused.
+    from killswitch.services.authorization import Actor
+
+    return Actor.system("cli:bench")
+
+
 def _resume(services):
     """Deactivate, retried while the database is busy (a resume never takes the Redis path)."""
     for _ in range(30):
         try:
-            return services.deactivate(scope="global", reason="bench", actor="bench", source="cli")
+            return services.deactivate(scope="global", reason="bench", actor=_bench_actor(), source="cli")
         except services.DatabaseUnavailable:
             time.sleep(1.0)
     raise RuntimeError("the database stayed busy for 30 s")
@@ -285,7 +293,7 @@ def bench_propagation(url: str, r: redis.Redis, sizes: list[int], rounds: int, p
         for i in range(rounds):
             # the switch: alternate halt / resume, each a committed, audited change
             if level == "running":
-                result = services.activate(scope="global", level="halt", reason="bench", actor="bench",
+                result = services.activate(scope="global", level="halt", reason="bench", actor=_bench_actor(),
                                            source="cli")
                 level = "halt"
             else:
