@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -101,8 +101,10 @@ class Instrument:
         return f"{text} (conId {self.broker_key})" if self.broker_key and self.kind.isupper() else text
 
     def as_dict(self) -> dict[str, str]:
-        """The set fields only (stored on BrokerAction.instrument)."""
-        return {k: v for k, v in asdict(self).items() if v}
+        """The set fields only (stored on BrokerAction.instrument). Read field by field:
+        dataclasses.asdict deep-copies each value, and a run of 10,000 orders spent half
+        its time there (bench_brokers)."""
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, symbol: str = "") -> Instrument:
