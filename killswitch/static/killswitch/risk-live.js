@@ -95,6 +95,12 @@
     return fetch(config.state_url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
       .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.json(); })
       .then(function (fresh) {
+        if (fresh.version < state.version) {
+          // Read before a change this page has already drawn from its push: never draw an
+          // older state over a newer one; ask again.
+          resyncSoon();
+          return;
+        }
         KS.skewMs = Date.parse(fresh.server_now) - Date.now();
         ['scopes', 'history', 'version', 'clients', 'runs', 'suggestions', 'resume_requests', 'resume_approvals'].forEach(function (k) { state[k] = fresh[k]; });
         state.history.forEach(function (e) {

@@ -137,7 +137,8 @@
 
   // A request, an approval or an expiry changes the list: re-read the page's state.
   KS.afterEvent = function (e) {
-    if (e.action === 'resume_request' || e.action === 'deactivate') { KS.resync(); }
+    var waiting = (state.resume_requests || []).length;
+    if (e.action === 'resume_request' || (e.action === 'deactivate' && waiting)) { KS.resync(); }
   };
   var renderAll = KS.renderAll;
   KS.renderAll = function () { renderAll(); KS.renderRequests(); };
