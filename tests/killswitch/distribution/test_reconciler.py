@@ -177,8 +177,12 @@ def test_a_version_written_ahead_of_the_database_is_an_alert_and_is_undone(recon
 
 def test_levels_that_no_event_explains_are_an_alert_and_are_undone(reconciler, redis_client, trader):
     wait_for(lambda: redis_client.get("killswitch:heartbeat"))
-    services.activate(scope="account:DU1", level="halt", reason="crash", actor=trader, source="api")
+    result = services.activate(scope="account:DU1", level="halt", reason="crash", actor=trader, source="api")
     wait_for(lambda: redis_client.hget("killswitch:state", "account:DU1") == "halt")
+    # Tamper only once the reconciler has seen the new version (a heartbeat carries it), or
+    # a round that read Redis before the activation's publish republishes over the
+    # tampering, healing it without a finding.
+    wait_for(lambda: json.loads(redis_client.get("killswitch:heartbeat") or "{}").get("version") == result.version)
     redis_client.hset("killswitch:state", "account:DU1", "running")
     alert = wait_for(lambda: _events(action="alert"), timeout=10)[0]
     assert "other levels than the database" in alert.detail and "account:DU1=running" in alert.detail
