@@ -72,20 +72,14 @@ def exact_for(left: float) -> float:
 
 def status() -> dict[str, Any]:
     """Every scope's level, reason, since, cooldown and version, and the global level."""
-    return status_and_freshness()[0]
-
-
-def status_and_freshness() -> tuple[dict[str, Any], float]:
-    """The status and how many seconds it stays exactly what a new read would answer
-    while nothing changes (a cooldown's whole seconds remaining tick; math.inf when no
-    scope is in a cooldown)."""
-    body, fresh, _ = status_freshness_and_cooldowns()
-    return body, fresh
+    return status_freshness_and_cooldowns()[0]
 
 
 def status_freshness_and_cooldowns() -> tuple[dict[str, Any], float, list[tuple[int, float]]]:
-    """status_and_freshness, and (index in "scopes", end as a timestamp) of every scope
-    counting down: the status read's replay redraws those countdowns itself
+    """The status; how many seconds it stays exactly what a new read would answer while
+    nothing changes (a cooldown's whole seconds remaining tick; math.inf when no scope is
+    in a cooldown); and (index in "scopes", end as a timestamp) of every scope counting
+    down, whose countdowns the status read's replay redraws itself
     (riskcontrol/performance/replay.py)."""
     version, states = selectors.status()
     policy = kill_switch_policy()

@@ -25,7 +25,7 @@ from killswitch.models import Source
 from killswitch.policy import get_policy, kill_switch_policy
 from killswitch.runtime.addresses import client_address
 from killswitch.services.authorization import permission_for_action
-from riskcontrol.performance import replay
+from riskcontrol.performance import countdowns, replay
 
 from . import shapes
 from .base import CanViewKillSwitch, KillSwitchView
@@ -131,7 +131,7 @@ class KillSwitchApi(KillSwitchView):
         body, fresh, cooldowns = shapes.status_freshness_and_cooldowns()
         response = Response(body)
         if cooldowns:  # read and removed by the replay (it redraws the countdowns itself)
-            response[replay.COOLDOWNS_HEADER] = replay.cooldowns_header_value(cooldowns)
+            response[countdowns.COOLDOWNS_HEADER] = countdowns.cooldowns_header_value(cooldowns)
         # For the replay of this read on the server's event loop (riskcontrol/performance/replay.py).
         response[replay.VERSION_HEADER] = str(body["version"])
         response[replay.FRESH_HEADER] = replay.fresh_header_value(fresh)

@@ -52,7 +52,6 @@ from killswitch_client.contract import KEY_STATE as _KEY_STATE
 
 from . import countdowns
 from .caches import read_auth_cache
-from .countdowns import COOLDOWNS_HEADER, cooldowns_header_value  # noqa: F401 - the view sets it
 
 logger = logging.getLogger("killswitch")
 

@@ -18,9 +18,9 @@ from killswitch.distribution import publish
 from killswitch.runtime import clock
 from killswitch.services.tokens import issue_token
 from riskcontrol.performance.caches import read_auth_cache
+from riskcontrol.performance.countdowns import COOLDOWNS_HEADER
 from riskcontrol.performance.handler import OneHopASGIHandler
 from riskcontrol.performance.replay import (
-    COOLDOWNS_HEADER,
     FRESH_HEADER,
     VERSION_HEADER,
     StatusReplay,
