@@ -5,8 +5,9 @@ languages) is killswitch_client.contract, read through killswitch.domain. What t
 module guarantees:
 - `publish_state` writes the whole state atomically (one Lua script) and announces it
   on the channel, never overwriting a newer version (unless forced by the
-  reconciler), and never undoing an out-of-band escalation of `trading_switch` that the
-  reconciler has not audited yet;
+  reconciler), never undoing an out-of-band escalation of `trading_switch` that the
+  reconciler has not audited yet, and, when it republishes the version Redis holds,
+  never overwriting an out-of-band level the reconciler has not judged yet;
 - `publish_event` appends the event to the seed's log list and, when a level changed,
   publishes the state first (the state is what trading processes wait for);
 - `emergency_escalate` raises one scope without the database (never lowers).
@@ -67,21 +68,27 @@ def take_snapshot() -> Snapshot:
     return Snapshot(version, levels, details)
 
 
-def _publish_args(snapshot: Snapshot, event: dict[str, Any] | None, force: bool) -> tuple[list[str], list]:
+def _publish_args(snapshot: Snapshot, event: dict[str, Any] | None, force: bool,
+                  judged: str | None = None) -> tuple[list[str], list]:
     keys = [L.KEY_GLOBAL, L.KEY_STATE, L.KEY_SCOPES, L.CHANNEL]
     args = [
         snapshot.version, snapshot.global_level, json.dumps(snapshot.levels),
         json.dumps({scope: json.dumps(d) for scope, d in snapshot.details.items()}),
         L.state_message(snapshot.version, snapshot.levels, event), iso(datetime.now(UTC)), "1" if force else "0",
+        judged if judged is not None else "",
     ]
     return keys, args
 
 
 def publish_state(snapshot: Snapshot, *, event: dict[str, Any] | None = None,
-                  force: bool = False, client: redis.Redis | None = None) -> bool:
+                  force: bool = False, judged: str | None = None, client: redis.Redis | None = None) -> bool:
     """Write the snapshot to Redis and announce it. Returns False when Redis
-    already held a newer version (and `force` was not set)."""
-    keys, args = _publish_args(snapshot, event, force)
+    already held a newer version (and `force` was not set).
+
+    At the version Redis already holds (and not forced), another level in
+    `trading_switch` is left for the reconciler to judge, unless it is `judged`: the
+    value the caller has just judged and reverts."""
+    keys, args = _publish_args(snapshot, event, force, judged)
     return bool(scripts.run(client or get_redis(), "publish_state", keys, args))
 
 

@@ -175,7 +175,8 @@ class Reconciler:
         elif do is Do.JUDGE_SWITCH:
             event = services.reconcile_out_of_band(observed=view.trading_switch, expected_version=snap.version)
             if event is not None and event.outcome != "applied":
-                P.publish_state(self._trusted(P.take_snapshot()))  # revert: the database level stands
+                # revert: the database level stands over the value just judged
+                P.publish_state(self._trusted(P.take_snapshot()), judged=view.trading_switch)
         elif do is Do.REBUILD_LOG:
             P.rebuild_log()
         return str(decision.case)

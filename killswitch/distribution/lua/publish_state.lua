@@ -3,7 +3,8 @@
 -- one wins). Loaded by killswitch/distribution/scripts.py, which fills in the severity placeholder
 -- with the severity table of killswitch.domain.
 -- KEYS: trading_switch, state hash, scopes hash, channel
--- ARGV: version, global level, levels JSON, details JSON, message JSON, updated_at, force
+-- ARGV: version, global level, levels JSON, details JSON, message JSON, updated_at, force,
+--       judged (the trading_switch value the caller has judged and reverts, or '')
 -- a version that is not a number (written by hand) counts as none
 local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '-1') or -1
 local version = tonumber(ARGV[1])
@@ -18,6 +19,15 @@ local switch = redis.call('GET', KEYS[1])
 local published = redis.call('HGET', KEYS[2], 'global')
 local keep = switch and published and switch ~= published
              and (sev[switch] or -1) > (sev[ARGV[2]] or -1)
+-- A republish of the version Redis already holds announces nothing new, so any other
+-- level in trading_switch (as the seed reads it: trimmed, lower case) is an out-of-band
+-- write not judged yet (a resume after the cooldown is one): it stays for the reconciler
+-- to judge and audit, unless it is the very value the caller judged and now reverts.
+-- Another spelling of the published level is only put right.
+if not keep and switch and published and current == version and ARGV[7] ~= '1' and switch ~= ARGV[8] then
+  local seen = string.lower(switch):match('^%s*(.-)%s*$')
+  keep = sev[seen] ~= nil and seen ~= published
+end
 if not keep then
   redis.call('SET', KEYS[1], ARGV[2])
 end

@@ -89,3 +89,26 @@ def test_thousands_of_scopes_publish(redis_client):
     levels = {"global": "running", **{f"symbol:S{i}": "halt" for i in range(6000)}}
     assert D.publish_state(D.Snapshot(1, levels), client=redis_client)
     assert redis_client.hlen(L.KEY_STATE) == 6001 + 2  # scopes, version, updated_at
+
+
+def test_a_republish_of_the_version_redis_holds_leaves_an_unjudged_resume_for_the_reconciler(redis_client, trader):
+    """redis-cli SET trading_switch running right after a publish, while a reconciler round
+    that read Redis before that publish republishes the same version: the write stays
+    for the reconciler to judge (audited), instead of vanishing without a trace (a CI flake
+    of test_out_of_band_resume_after_cooldown_is_applied showed it)."""
+    services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
+    redis_client.set("trading_switch", "running")
+    assert D.publish_state(D.take_snapshot()) and redis_client.get("trading_switch") == "running"
+    # the reconciler's revert after judging that value overwrites it
+    assert D.publish_state(D.take_snapshot(), judged="running") and redis_client.get("trading_switch") == "halt"
+    # another spelling of the level published is only put right
+    redis_client.set("trading_switch", "HALT ")
+    D.publish_state(D.take_snapshot())
+    assert redis_client.get("trading_switch") == "halt"
+    # a forced republish (tampering found) and a newer version overwrite it as before
+    redis_client.set("trading_switch", "running")
+    D.publish_state(D.take_snapshot(), force=True)
+    assert redis_client.get("trading_switch") == "halt"
+    redis_client.set("trading_switch", "pause")
+    services.activate(scope="account:DU1", level="pause", reason="r", actor=trader, source="api")
+    assert redis_client.get("trading_switch") == "halt"
