@@ -6,8 +6,8 @@ module guarantees:
 - `publish_state` writes the whole state atomically (one Lua script) and announces it
   on the channel, never overwriting a newer version (unless forced by the
   reconciler), never undoing an out-of-band escalation of `trading_switch` that the
-  reconciler has not audited yet, and, when it republishes the version Redis holds,
-  never overwriting an out-of-band level the reconciler has not judged yet;
+  reconciler has not audited yet, and, when it leaves the global level as it was
+  published, never overwriting any out-of-band level the reconciler has not judged yet;
 - `publish_event` appends the event to the seed's log list and, when a level changed,
   publishes the state first (the state is what trading processes wait for);
 - `emergency_escalate` raises one scope without the database (never lowers).
@@ -85,7 +85,7 @@ def publish_state(snapshot: Snapshot, *, event: dict[str, Any] | None = None,
     """Write the snapshot to Redis and announce it. Returns False when Redis
     already held a newer version (and `force` was not set).
 
-    At the version Redis already holds (and not forced), another level in
+    When the global level stays as it was published (and not forced), another level in
     `trading_switch` is left for the reconciler to judge, unless it is `judged`: the
     value the caller has just judged and reverts."""
     keys, args = _publish_args(snapshot, event, force, judged)

@@ -19,12 +19,14 @@ local switch = redis.call('GET', KEYS[1])
 local published = redis.call('HGET', KEYS[2], 'global')
 local keep = switch and published and switch ~= published
              and (sev[switch] or -1) > (sev[ARGV[2]] or -1)
--- A republish of the version Redis already holds announces nothing new, so any other
--- level in trading_switch (as the seed reads it: trimmed, lower case) is an out-of-band
--- write not judged yet (a resume after the cooldown is one): it stays for the reconciler
--- to judge and audit, unless it is the very value the caller judged and now reverts.
--- Another spelling of the published level is only put right.
-if not keep and switch and published and current == version and ARGV[7] ~= '1' and switch ~= ARGV[8] then
+-- A publish that leaves the global level as it was published (a republish of the same
+-- version, a change of another scope) decides nothing about trading_switch, so any other
+-- level in it (as the seed reads it: trimmed, lower case) is an out-of-band write not
+-- judged yet (a resume after the cooldown is one): it stays for the reconciler to judge
+-- and audit, unless it is the very value the caller judged and now reverts. Another
+-- spelling of the published level is only put right. A publish that changes the global
+-- level is a person's (or a breaker's) newer decision and overwrites it.
+if not keep and switch and published == ARGV[2] and ARGV[7] ~= '1' and switch ~= ARGV[8] then
   local seen = string.lower(switch):match('^%s*(.-)%s*$')
   keep = sev[seen] ~= nil and seen ~= published
 end

@@ -91,11 +91,11 @@ def test_thousands_of_scopes_publish(redis_client):
     assert redis_client.hlen(L.KEY_STATE) == 6001 + 2  # scopes, version, updated_at
 
 
-def test_a_republish_of_the_version_redis_holds_leaves_an_unjudged_resume_for_the_reconciler(redis_client, trader):
+def test_a_publish_that_keeps_the_global_level_leaves_an_unjudged_resume_for_the_reconciler(redis_client, trader):
     """redis-cli SET trading_switch running right after a publish, while a reconciler round
-    that read Redis before that publish republishes the same version: the write stays
-    for the reconciler to judge (audited), instead of vanishing without a trace (a CI flake
-    of test_out_of_band_resume_after_cooldown_is_applied showed it)."""
+    that read Redis before that publish republishes the same version (or another scope
+    changes): the write stays for the reconciler to judge (audited), instead of vanishing
+    without a trace (a CI flake of test_out_of_band_resume_after_cooldown_is_applied)."""
     services.activate(scope="global", level="halt", reason="r", actor=trader, source="api")
     redis_client.set("trading_switch", "running")
     assert D.publish_state(D.take_snapshot()) and redis_client.get("trading_switch") == "running"
@@ -105,10 +105,14 @@ def test_a_republish_of_the_version_redis_holds_leaves_an_unjudged_resume_for_th
     redis_client.set("trading_switch", "HALT ")
     D.publish_state(D.take_snapshot())
     assert redis_client.get("trading_switch") == "halt"
-    # a forced republish (tampering found) and a newer version overwrite it as before
+    # a forced republish (tampering found) overwrites it
     redis_client.set("trading_switch", "running")
     D.publish_state(D.take_snapshot(), force=True)
     assert redis_client.get("trading_switch") == "halt"
+    # a change of another scope leaves it too (it decides nothing about the global level)...
     redis_client.set("trading_switch", "pause")
     services.activate(scope="account:DU1", level="pause", reason="r", actor=trader, source="api")
-    assert redis_client.get("trading_switch") == "halt"
+    assert redis_client.get("trading_switch") == "pause"
+    # ...and a change of the global level is a newer decision: it overwrites it
+    services.activate(scope="global", level="kill", reason="r", actor=trader, source="api")
+    assert redis_client.get("trading_switch") == "kill"
