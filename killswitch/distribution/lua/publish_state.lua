@@ -12,24 +12,23 @@ if current > version and ARGV[7] ~= '1' then
   return 0
 end
 local sev = {{SEVERITY}}
--- trading_switch differing from the global level we last published, and more severe
--- than the one we publish now, is an out-of-band escalation (redis-cli SET) that the
--- reconciler has not audited yet: never undo it here; the reconciler applies it.
 local switch = redis.call('GET', KEYS[1])
 local published = redis.call('HGET', KEYS[2], 'global')
-local keep = switch and published and switch ~= published
-             and (sev[switch] or -1) > (sev[ARGV[2]] or -1)
--- A publish that leaves the global level as it was published (a republish of the same
--- version, a change of another scope) decides nothing about trading_switch, so any other
--- level in it (as the seed reads it: trimmed, lower case) is an out-of-band write not
--- judged yet (a resume after the cooldown is one): it stays for the reconciler to judge
--- and audit, unless it is the very value the caller judged and now reverts. Another
--- spelling of the published level is only put right. A publish that changes the global
--- level is a person's (or a breaker's) newer decision and overwrites it.
-if not keep and switch and published == ARGV[2] and ARGV[7] ~= '1' and switch ~= ARGV[8] then
-  local seen = string.lower(switch):match('^%s*(.-)%s*$')
-  keep = sev[seen] ~= nil and seen ~= published
-end
+-- trading_switch as the seed reads it (trimmed, lower case), when that names a level
+local seen = switch and string.lower(switch):match('^%s*(.-)%s*$')
+if seen and sev[seen] == nil then seen = nil end
+-- A level there other than the one we last published is an out-of-band write (redis-cli
+-- SET) the reconciler has not judged yet. It stays, for the reconciler to judge and audit:
+-- - when it is more severe than the level published now (never undo a stop here);
+-- - when this publish leaves the global level as it was published (a republish of the
+--   same version, a change of another scope: it decides nothing about trading_switch;
+--   a resume after the cooldown is such a write), unless forced or it is the very value
+--   the caller judged and now reverts (ARGV[8]).
+-- A publish that changes the global level otherwise is a newer decision and overwrites
+-- it; another spelling of the published level is only put right.
+local keep = seen and published and seen ~= published
+             and (sev[seen] > (sev[ARGV[2]] or -1)
+                  or (published == ARGV[2] and ARGV[7] ~= '1' and switch ~= ARGV[8]))
 if not keep then
   redis.call('SET', KEYS[1], ARGV[2])
 end

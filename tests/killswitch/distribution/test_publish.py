@@ -116,3 +116,14 @@ def test_a_publish_that_keeps_the_global_level_leaves_an_unjudged_resume_for_the
     # ...and a change of the global level is a newer decision: it overwrites it
     services.activate(scope="global", level="kill", reason="r", actor=trader, source="api")
     assert redis_client.get("trading_switch") == "kill"
+
+
+def test_an_unaudited_escalation_is_kept_however_it_is_spelt(redis_client, trader):
+    """The seed reads `trading_switch` trimmed and lower-cased, so `SET trading_switch HALT`
+    is a stop: a person's pause of the global level published before the reconciler has
+    looked must not overwrite it with the milder pause."""
+    redis_client.set("trading_switch", "running")
+    D.publish_state(D.take_snapshot())
+    redis_client.set("trading_switch", "HALT")
+    services.activate(scope="global", level="pause", reason="r", actor=trader, source="api")
+    assert redis_client.get("trading_switch") == "HALT"
