@@ -185,14 +185,24 @@ def ingest_acknowledgements() -> int:
         elif fields.get("registration"):
             newest[cid] = fields["registration"]
             gone.discard(cid)
+    stale = TradingClient.objects.filter(disconnected_at__isnull=True, last_seen_at__lt=now - CONNECTED_WITHIN)
+    joined, updated, left, rows = [], False, [], []
+    # Only with something to write: a write transaction takes SQLite's one write lock,
+    # which every writer (an activation too) would wait for, at every reconciler round.
+    if newest or gone or acks or stale.exists():
+        joined, updated, left, rows = _write(newest, gone, acks, now)
+    _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
+    _update_propagation(now)
+    if updated or left or rows:
+        # After commit: the open Risk pages redraw the processes (killswitch.web.live).
+        clients_changed.send_robust(sender=ingest_acknowledgements, joined=joined, left=left, acks=len(rows))
+    return len(acks)
+
+
+def _write(newest: dict[str, str], gone: set[str], acks: list, now: datetime) -> tuple[list, bool, list, list]:
+    """Registrations, exits and acknowledgements into the database, in one transaction:
+    (joined, updated, left, acknowledgement rows)."""
     ack_client_ids = {fields.get("client_id", "") for _, fields in acks} - {""}
-    if not (newest or gone or acks) and not TradingClient.objects.filter(
-            disconnected_at__isnull=True, last_seen_at__lt=now - CONNECTED_WITHIN).exists():
-        # Nothing to write: no write transaction (on SQLite it takes the one write lock
-        # every writer, an activation too, would wait for, at every reconciler round).
-        _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
-        _update_propagation(now)
-        return 0
     with transaction.atomic():
         clients, joined, updated = _upsert_clients(newest, now)
         leaving = TradingClient.objects.filter(disconnected_at__isnull=True).filter(
@@ -223,12 +233,7 @@ def ingest_acknowledgements() -> int:
             TradingClient.objects.filter(pk=pk).filter(
                 Q(applied_version__isnull=True) | Q(applied_version__lte=version)
             ).update(applied_version=version, acked_at=acked_at)
-    _state.cursor, _state.clients_cursor = ack_cursor, clients_cursor
-    _update_propagation(now)
-    if updated or left or rows:
-        # After commit: the open Risk pages redraw the processes (killswitch.web.live).
-        clients_changed.send_robust(sender=ingest_acknowledgements, joined=joined, left=left, acks=len(rows))
-    return len(acks)
+    return joined, updated, left, rows
 
 
 def _change_events(since: datetime) -> Iterable[Event]:
