@@ -81,6 +81,8 @@ def test_a_frozen_reconciler_is_replaced_within_3_s_and_nothing_is_recorded_twic
         assert all(v["level"] != "running" for v in failed_closed)
     else:
         assert failed_closed == []
+    # Either way the clients come back to fresh heartbeats, at the audited halt.
+    wait_for(lambda: (v := probe.current() or {}).get("level") == "halt" and v.get("cause") is None, timeout=10)
     figure("reconciler frozen", "client fail-closed during the takeover", f"{len(failed_closed)} times")
 
     t_term = time.monotonic()
