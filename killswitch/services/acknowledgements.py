@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F, Q
 
 from killswitch.distribution.connection import get_redis
@@ -35,11 +34,18 @@ from killswitch.policy import kill_switch_policy
 from killswitch.runtime import clock
 from killswitch.runtime.hooks import clients_changed
 
+from .audit import bounded_transaction
+
 logger = logging.getLogger("killswitch.acks")
 
 BATCH = 5000
 # A registration not refreshed for this long no longer counts as connected.
 CONNECTED_WITHIN = timedelta(seconds=10)
+# The longest the ingestion waits for a lock held by another session (a peer reconciler
+# frozen inside this same transaction): past it the round's ingestion fails, is logged,
+# and the next round reads the same stream entries again (the cursors move only after a
+# commit), so nothing is lost and the reconciler's rounds never stop behind it.
+LOCK_TIMEOUT_MS = 1000
 # last_seen_at is written at most this often per process (the hash has it to the second).
 LAST_SEEN_RESOLUTION = timedelta(seconds=2)
 # Changes whose propagation is still followed (late acknowledgements keep arriving).
@@ -203,7 +209,7 @@ def _write(newest: dict[str, str], gone: set[str], acks: list, now: datetime) ->
     """Registrations, exits and acknowledgements into the database, in one transaction:
     (joined, updated, left, acknowledgement rows)."""
     ack_client_ids = {fields.get("client_id", "") for _, fields in acks} - {""}
-    with transaction.atomic():
+    with bounded_transaction(LOCK_TIMEOUT_MS):
         clients, joined, updated = _upsert_clients(newest, now)
         leaving = TradingClient.objects.filter(disconnected_at__isnull=True).filter(
             Q(client_id__in=gone) | Q(last_seen_at__lt=now - CONNECTED_WITHIN))
