@@ -14,6 +14,7 @@ import pytest
 from brokers.demo import seed_demo_data
 from killswitch import services
 from killswitch.models import Scope
+from tests.conftest import wait_for
 from tests.killswitch.web.test_browser import global_row, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -129,7 +130,9 @@ def test_the_risk_page_and_the_audit_list_work_on_a_phone(browser, daphne_server
     page.wait_for_function("window.riskPage && window.riskPage.connected")
     assert no_horizontal_overflow(page)
     for selector in ("#kill-button", 'button[data-resume="account:DU111111"]'):
-        box = page.locator(selector).bounding_box()
+        # Measured once drawn: the page redraws its rows when its socket connects, and an
+        # element replaced between being found and being measured has no box (None).
+        box = wait_for(lambda: page.locator(selector).bounding_box())
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 30, selector
     assert "Runaway orders on the phone" in page.inner_text('tr[data-scope="account:DU111111"]')
     page.tap("#kill-button")
