@@ -132,7 +132,7 @@ def test_the_risk_page_and_the_audit_list_work_on_a_phone(browser, daphne_server
     for selector in ("#kill-button", 'button[data-resume="account:DU111111"]'):
         # Measured once drawn: the page redraws its rows when its socket connects, and an
         # element replaced between being found and being measured has no box (None).
-        box = wait_for(lambda: page.locator(selector).bounding_box())
+        box = wait_for(lambda s=selector: page.locator(s).bounding_box())
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 30, selector
     assert "Runaway orders on the phone" in page.inner_text('tr[data-scope="account:DU111111"]')
     page.tap("#kill-button")
